@@ -1,0 +1,55 @@
+"""Recording-processing service for traffic-sign inventory surveys."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from . import config as settings
+from .db import db
+from .extensions import init_celery, init_redis
+
+PROJECT_ROOT = settings.PROJECT_ROOT
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the web app (and its Celery app): a table of contents of the wiring."""
+    app = Flask(
+        __name__,
+        root_path=str(PROJECT_ROOT),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    load_config(app, test_config)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    return app
+
+
+def load_config(app: Flask, test_config: dict | None) -> None:
+    app.config.from_object(settings.Config)
+    if test_config:
+        app.config.update(test_config)
+    settings.finalize(app.config)
+    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))
+
+
+def register_extensions(app: Flask) -> None:
+    db.init(app.config["DATABASE_URL"])
+    init_redis(app)
+    init_celery(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .web import health, pages, recordings, upload_routes
+
+    for module in (pages, upload_routes, recordings, health):
+        app.register_blueprint(module.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .web import errors
+
+    errors.register(app)

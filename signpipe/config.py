@@ -1,0 +1,59 @@
+"""Settings: one place, read from the environment (and `.env`) by web and workers alike."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+load_dotenv()
+
+GIB = 1024**3
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+class Config:
+    """Values come from the environment at import time; tests pass overrides to create_app()."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY") or None
+    PORT = _int("PORT", 5000)
+    DATA_DIR = os.path.abspath(os.environ.get("DATA_DIR") or "./data")
+    # Unset means `make run` starts an embedded Redis on EMBEDDED_REDIS_PORT and exports its URL.
+    REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    DATABASE_URL = os.environ.get("DATABASE_URL") or ""
+    MAX_UPLOAD_BYTES = _int("MAX_UPLOAD_BYTES", 8 * GIB)
+    MAX_EXTRACT_BYTES = _int("MAX_EXTRACT_BYTES", 0)  # 0 = 1.25 x MAX_UPLOAD_BYTES
+    MAX_ARCHIVE_ENTRIES = _int("MAX_ARCHIVE_ENTRIES", 5000)
+    PIPELINE_COMMAND = os.environ.get("PIPELINE_COMMAND") or "./simulate_pipeline.sh"
+    PIPELINE_STAGE_SECONDS = _float("PIPELINE_STAGE_SECONDS", 5)
+    PIPELINE_TIMEOUT = _int("PIPELINE_TIMEOUT", 6 * 3600)
+    PROGRESS_TTL_SECONDS = 3600
+    ENV = os.environ.get("APP_ENV", "development")
+
+
+def finalize(config: dict) -> None:
+    """Derive dependent settings and fail fast on what production must not run without."""
+    if not config.get("SECRET_KEY"):
+        if config.get("ENV") == "production":
+            raise RuntimeError("SECRET_KEY must be set when APP_ENV=production")
+        config["SECRET_KEY"] = "dev-only-not-secret"
+    if not config.get("MAX_EXTRACT_BYTES"):
+        config["MAX_EXTRACT_BYTES"] = int(config["MAX_UPLOAD_BYTES"] * 1.25)
+    command = config["PIPELINE_COMMAND"]
+    if command.startswith("./"):  # relative to the project, wherever the process was started
+        config["PIPELINE_COMMAND"] = str(PROJECT_ROOT / command[2:])
+    data_dir = Path(config["DATA_DIR"]).resolve()
+    config["DATA_DIR"] = str(data_dir)
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{data_dir / 'signpipe.db'}"
+    for sub in ("uploads", "temp_extracts", "recordings"):
+        (data_dir / sub).mkdir(parents=True, exist_ok=True)

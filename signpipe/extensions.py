@@ -1,0 +1,76 @@
+"""Process-wide clients bound by the app factory: Redis, the progress store and Celery."""
+
+from __future__ import annotations
+
+import redis
+from celery import Celery, Task
+from flask import Flask, current_app
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .progress import ProgressStore, bind_store
+
+INGEST_TASK = "signpipe.ingest"
+PIPELINE_TASK = "signpipe.run_pipeline"
+
+
+def init_redis(app: Flask) -> None:
+    # Few, short retries: a page or /healthz must answer quickly when Redis is down.
+    client = redis.Redis.from_url(
+        app.config["REDIS_URL"],
+        socket_timeout=10,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    )
+    bind_redis(app, client)
+
+
+def bind_redis(app: Flask, client: redis.Redis) -> None:
+    """Use this client for health checks and the progress store (tests pass a fake one)."""
+    app.extensions["redis"] = client
+    store = ProgressStore(client, ttl=app.config["PROGRESS_TTL_SECONDS"])
+    app.extensions["progress"] = store
+    bind_store(store)
+
+
+def celery_settings(config: dict) -> dict:
+    """Celery configuration derived from the app's settings."""
+    visibility = int(config["PIPELINE_TIMEOUT"]) + 3600
+    return {
+        "broker_url": config.get("CELERY_BROKER_URL") or config["REDIS_URL"],
+        "task_ignore_result": True,  # the database holds every outcome
+        "task_routes": {INGEST_TASK: {"queue": "ingest"}, PIPELINE_TASK: {"queue": "pipeline"}},
+        "task_default_queue": "ingest",
+        "task_acks_late": True,  # a job whose worker dies is redelivered, not lost
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,  # long jobs: never hold a second one hostage
+        "broker_transport_options": {"visibility_timeout": visibility},
+        "broker_connection_retry_on_startup": True,
+        "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
+        "worker_hijack_root_logger": False,
+    }
+
+
+def init_celery(app: Flask) -> Celery:
+    """Celery bound to this app: every task body runs inside an app context."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(celery_settings(app.config))
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
+
+
+def progress_store() -> ProgressStore:
+    return current_app.extensions["progress"]
+
+
+def send_task(name: str, *args) -> None:
+    """Queue a task by name; the route table picks its queue."""
+    current_app.extensions["celery"].send_task(name, args=list(args))

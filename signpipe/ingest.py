@@ -1,0 +1,150 @@
+"""The ingest job: extract an uploaded archive, validate the tree, store it, queue the pipeline."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from . import archive
+from .db import db
+from .errors import RecordingExists, ServiceUnavailable, SignpipeError
+from .extensions import INGEST_TASK, PIPELINE_TASK, progress_store, send_task
+from .models import Recording, UploadJob, utcnow
+from .progress import ThrottledReporter, new_progress
+from .storage import DataLayout
+from .uploads import ReceivedArchive
+from .validation import validate_recording
+
+log = logging.getLogger(__name__)
+
+
+def layout() -> DataLayout:
+    return DataLayout(Path(current_app.config["DATA_DIR"]))
+
+
+def archive_limits() -> archive.Limits:
+    cfg = current_app.config
+    return archive.Limits(max_bytes=cfg["MAX_EXTRACT_BYTES"], max_entries=cfg["MAX_ARCHIVE_ENTRIES"])
+
+
+def register_upload(job_id: str, received: ReceivedArchive) -> None:
+    """Commit the job's row, then publish its progress and queue the ingest task."""
+    with db.transaction() as session:
+        session.add(
+            UploadJob(
+                id=job_id, filename=received.filename, archive_kind=received.kind, size_bytes=received.size
+            )
+        )
+    try:
+        progress_store().set(job_id, new_progress(job_id, total_bytes=received.size))
+        send_task(INGEST_TASK, job_id)
+    except Exception as exc:
+        refusal = ServiceUnavailable("The job queue is unavailable; please upload again later")
+        fail_job(job_id, refusal)
+        received.path.unlink(missing_ok=True)
+        raise refusal from exc
+
+
+def ingest_upload(job_id: str) -> str | None:
+    """Task body. Returns the stored recording id, or None when the job was refused or not ours."""
+    with db.transaction() as session:
+        job = session.get(UploadJob, job_id)
+        if job is None or job.status != "uploaded":
+            log.warning("ingest %s skipped: job is %s", job_id, job and job.status)
+            return None
+        job.status = "extracting"
+        kind = job.archive_kind
+    paths = layout()
+    upload = paths.uploads / f"{job_id}{archive_extension(kind)}"
+    temp = paths.temp_for(job_id)
+    try:
+        rid = _extract_validate_store(job_id, upload, temp, kind, paths)
+    except SignpipeError as exc:
+        fail_job(job_id, exc)
+        return None
+    except Exception:
+        log.exception("ingest %s crashed", job_id)
+        fail_job(job_id, SignpipeError("Internal error while processing the archive"))
+        return None
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+        upload.unlink(missing_ok=True)
+    _queue_pipeline(rid)
+    return rid
+
+
+def archive_extension(kind: str) -> str:
+    return {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}[kind]
+
+
+def _extract_validate_store(job_id: str, upload: Path, temp: Path, kind: str, paths: DataLayout) -> str:
+    store = progress_store()
+    base = new_progress(job_id, status="running", phase="extracting", total_bytes=upload.stat().st_size)
+    store.set(job_id, base)
+    reporter = ThrottledReporter(store, job_id, base)
+    root = archive.extract_archive(upload, temp, kind, archive_limits(), reporter)
+    reporter.progress.update(phase="validating", percent=100.0)
+    reporter.flush()
+    rid = validate_recording(root)
+    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    _store_recording(job_id, rid, root, paths.recording(rid), size)
+    store.set(job_id, dict(reporter.progress, status="done", phase="done", recording_id=rid))
+    return rid
+
+
+def _store_recording(job_id: str, rid: str, root: Path, target: Path, size: int) -> None:
+    """Reserve the id in the database first (unique key), then move the tree in one rename."""
+    exists = RecordingExists(
+        f"A recording named '{rid}' already exists; it was not overwritten", {"recording_id": rid}
+    )
+    if target.exists():
+        raise exists
+    try:
+        with db.transaction() as session:
+            session.add(Recording(id=rid, upload_job_id=job_id, status="queued", size_bytes=size))
+            session.get(UploadJob, job_id).recording_id = rid
+    except IntegrityError as exc:
+        raise exists from exc
+    try:
+        os.rename(root, target)
+    except OSError:
+        with db.transaction() as session:
+            session.delete(session.get(Recording, rid))
+        raise
+    with db.transaction() as session:
+        job = session.get(UploadJob, job_id)
+        job.status, job.finished_at = "validated", utcnow()
+
+
+def _queue_pipeline(rid: str) -> None:
+    try:
+        send_task(PIPELINE_TASK, rid)
+    except Exception:
+        log.exception("could not queue the pipeline for %s", rid)
+        with db.transaction() as session:
+            rec = session.get(Recording, rid)
+            rec.status, rec.error = "failed", "Could not queue the pipeline job (broker unavailable)"
+
+
+def fail_job(job_id: str, exc: SignpipeError) -> None:
+    """Record the refusal in the database and in the live progress."""
+    with db.transaction() as session:
+        job = session.get(UploadJob, job_id)
+        if job is not None:
+            job.status, job.error, job.error_details, job.finished_at = (
+                "failed",
+                exc.message,
+                exc.details,
+                utcnow(),
+            )
+    try:
+        progress_store().update(
+            job_id, status="error", phase="error", error_msg=exc.message, error_details=exc.details
+        )
+    except Exception:
+        log.exception("could not publish the failure of %s", job_id)

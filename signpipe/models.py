@@ -1,0 +1,108 @@
+"""The lasting record: upload jobs and recordings, with their states and timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .pipeline import STAGES
+
+# Upload job states: uploaded -> extracting -> validated, or failed.
+# Recording states: queued -> processing (stage k/8) -> completed, or failed.
+JOB_STATES = ("uploaded", "extracting", "validated", "failed")
+RECORDING_STATES = ("queued", "processing", "completed", "failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands back naive datetimes that were stored as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UploadJob(Base):
+    """One uploaded archive on its way to becoming a recording."""
+
+    __tablename__ = "upload_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    archive_kind: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="uploaded", index=True)
+    recording_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def to_dict(self) -> dict:
+        return {
+            "job_id": self.id,
+            "filename": self.filename,
+            "archive_kind": self.archive_kind,
+            "size_bytes": self.size_bytes,
+            "status": self.status,
+            "recording_id": self.recording_id,
+            "error": self.error,
+            "error_details": self.error_details,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "finished_at": iso(self.finished_at),
+        }
+
+
+def initial_stages() -> list[dict]:
+    return [{"name": name, "state": "pending", "started_at": None, "finished_at": None} for name in STAGES]
+
+
+class Recording(Base):
+    """A validated recording stored under DATA_DIR/recordings and its pipeline progress."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    upload_job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    stage_index: Mapped[int] = mapped_column(Integer, default=0)
+    stage: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    stages: Mapped[list] = mapped_column(JSON, default=initial_stages)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def to_dict(self) -> dict:
+        return {
+            "recording_id": self.id,
+            "upload_job_id": self.upload_job_id,
+            "status": self.status,
+            "stage": self.stage,
+            "stage_index": self.stage_index,
+            "stage_count": len(STAGES),
+            "stages": self.stages,
+            "size_bytes": self.size_bytes,
+            "error": self.error,
+            "error_details": self.error_details,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "results_available": self.status == "completed",
+        }

@@ -1,0 +1,33 @@
+"""The two pages people use: upload, and the status of every recording."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template, request
+
+from ..catalog import active_uploads, recent_failed_uploads, recording_page
+from ..pipeline import STAGES
+from .recordings import page_args
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def index():
+    """Upload page: drag & drop, upload progress, extraction progress, validation report."""
+    return render_template("index.html", max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+
+
+@bp.get("/status")
+def status():
+    """Every recording, newest first, one page at a time; `?partial=1` returns just the table."""
+    page, per_page, state = page_args()
+    result = recording_page(page, per_page, state)
+    template = "_status_table.html" if request.args.get("partial") else "status.html"
+    return render_template(
+        template,
+        page=result,
+        status_filter=state,
+        stages=STAGES,
+        active=active_uploads(),
+        refused=recent_failed_uploads(),
+    )

@@ -1,0 +1,67 @@
+"""Recordings as JSON, and the download of their results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+
+from ..catalog import get_recording, recording_page
+from ..results import results_zip
+from ..storage import DataLayout, is_valid_recording_id
+
+bp = Blueprint("recordings", __name__)
+
+
+def get_recording_or_404(rid: str) -> dict:
+    """The recording's data; aborts with 404 for a malformed or unknown id."""
+    recording = get_recording(rid) if is_valid_recording_id(rid) else None
+    if recording is None:
+        abort(404, description=f"Unknown recording '{rid}'")
+    return recording
+
+
+def page_args() -> tuple[int, int, str | None]:
+    """page, per_page and status from the query string (bad numbers fall back to defaults)."""
+    return (
+        request.args.get("page", 1, type=int),
+        request.args.get("per_page", 50, type=int),
+        request.args.get("status") or None,
+    )
+
+
+@bp.get("/api/recordings")
+def list_recordings():
+    """A page of recordings, newest first, with the count per status."""
+    page, per_page, status = page_args()
+    result = recording_page(page, per_page, status)
+    return jsonify(
+        recordings=result.items,
+        total=result.total,
+        page=result.page,
+        per_page=result.per_page,
+        pages=result.pages,
+        counts=result.counts,
+    )
+
+
+@bp.get("/api/recordings/<rid>")
+def show_recording(rid: str):
+    """One recording with its per-stage states."""
+    return jsonify(get_recording_or_404(rid))
+
+
+@bp.get("/download/<rid>")
+def download(rid: str):
+    """`<rid>_results.zip` with supports.csv and signs.csv; 404 unless the recording completed."""
+    recording = get_recording_or_404(rid)
+    if recording["status"] != "completed":
+        abort(404, description=f"Results of '{rid}' are not ready (status: {recording['status']})")
+    payload = results_zip(DataLayout(Path(current_app.config["DATA_DIR"])).results(rid))
+    if payload is None:
+        abort(404, description=f"Results of '{rid}' are missing on disk")
+    return Response(
+        payload,
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{rid}_results.zip"'},
+    )

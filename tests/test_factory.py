@@ -1,0 +1,18 @@
+import pytest
+
+from signpipe import create_app
+
+
+def test_test_config_overrides_and_data_layout_is_created(tmp_path):
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "d"), "MAX_UPLOAD_BYTES": 1000})
+    assert app.testing
+    assert app.config["MAX_EXTRACT_BYTES"] == 1250
+    assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'd' / 'signpipe.db'}"
+    for sub in ("uploads", "temp_extracts", "recordings"):
+        assert (tmp_path / "d" / sub).is_dir()
+    assert app.config["PIPELINE_COMMAND"].startswith("/")
+
+
+def test_production_refuses_to_start_without_a_secret(tmp_path):
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app({"ENV": "production", "SECRET_KEY": None, "DATA_DIR": str(tmp_path)})
