@@ -41,7 +41,7 @@ def register_upload(job_id: str, received: ReceivedArchive) -> None:
             )
         )
     try:
-        progress_store().set(job_id, new_progress(job_id, total_bytes=received.size))
+        progress_store().set(job_id, new_progress(job_id, archive_bytes=received.size))
         send_task(INGEST_TASK, job_id)
     except Exception as exc:
         refusal = ServiceUnavailable("The job queue is unavailable; please upload again later")
@@ -84,7 +84,7 @@ def archive_extension(kind: str) -> str:
 
 def _extract_validate_store(job_id: str, upload: Path, temp: Path, kind: str, paths: DataLayout) -> str:
     store = progress_store()
-    base = new_progress(job_id, status="running", phase="extracting", total_bytes=upload.stat().st_size)
+    base = new_progress(job_id, status="running", phase="extracting", archive_bytes=upload.stat().st_size)
     store.set(job_id, base)
     reporter = ThrottledReporter(store, job_id, base)
     root = archive.extract_archive(upload, temp, kind, archive_limits(), reporter)

@@ -28,7 +28,7 @@ def new_progress(job_id: str, status: str = "queued", **fields: Any) -> dict:
         "total_files": 0,
         "extracted_files": 0,
         "extract_size": 0,
-        "total_bytes": 0,
+        "archive_bytes": 0,  # size of the uploaded archive
         "percent": 0.0,
         "recording_id": None,
         "error_msg": None,

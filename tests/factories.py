@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import random
 import struct
 import tarfile
 import zipfile
@@ -14,7 +15,8 @@ IMEI = "356938035643809"
 
 
 def mp4_bytes(payload: int = 4096) -> bytes:
-    """A minimal ISO-BMFF file: ftyp, an empty moov with mvhd, and an mdat of `payload` bytes."""
+    """A minimal ISO-BMFF file: ftyp, a moov with mvhd, and an mdat of `payload` incompressible bytes
+    (like real video, which a compression-ratio guard must not mistake for a bomb)."""
     ftyp = b"isom" + struct.pack(">I", 512) + b"isomiso2avc1mp41"
     mvhd = struct.pack(">B3xIIII", 0, 0, 0, 1000, 0) + struct.pack(">I", 0x00010000) + b"\x01\x00" + bytes(70)
     mvhd += struct.pack(">I", 2)
@@ -22,7 +24,11 @@ def mp4_bytes(payload: int = 4096) -> bytes:
     def box(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", 8 + len(body)) + kind + body
 
-    return box(b"ftyp", ftyp) + box(b"moov", box(b"mvhd", mvhd)) + box(b"mdat", bytes(payload))
+    return (
+        box(b"ftyp", ftyp)
+        + box(b"moov", box(b"mvhd", mvhd))
+        + box(b"mdat", random.Random(payload).randbytes(payload))
+    )
 
 
 def track_rows(rid: str, points: int = 60) -> list[tuple[float, float]]:

@@ -55,7 +55,7 @@ def extract_status(job_id: str):
         total_files=progress.get("total_files", 0),
         extracted_files=progress.get("extracted_files", 0),
         extract_size=progress.get("extract_size", 0),
-        total_bytes=progress.get("total_bytes", 0),
+        archive_bytes=progress.get("archive_bytes", 0),
         recording_id=progress.get("recording_id"),
         message=progress.get("error_msg"),
         details=progress.get("error_details"),

@@ -1,0 +1,166 @@
+"""A live stack for end-to-end tests: real Gunicorn, real Celery workers, the machine's Redis.
+
+Each stack gets its own DATA_DIR, database and Redis DB index, and deletes only its own keys.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from sqlalchemy import create_engine, text
+
+from signpipe.config import PROJECT_ROOT
+from signpipe.db import normalize_url
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BIN = Path(sys.executable).parent
+OWN_KEY_PATTERNS = ("extraction:*", "ingest", "pipeline", "_kombu.*", "unacked*", "celery*")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    base_url: str
+    data_dir: Path
+    redis: redis.Redis
+    logs: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def log_tail(self, lines: int = 40) -> str:
+        out = []
+        for log in sorted(self.logs.glob("*.log")):
+            out.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(out)
+
+
+def _start(stack: Stack, name: str, argv: list[str], env: dict) -> None:
+    log = open(stack.logs / f"{name}.log", "wb")
+    stack.procs[name] = subprocess.Popen(
+        argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _wait_until(check, timeout: float, what: str, stack: Stack) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}\n{stack.log_tail()}")
+
+
+def _stop(stack: Stack) -> None:
+    for proc in stack.procs.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in stack.procs.values():
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def _delete_own_keys(client: redis.Redis) -> None:
+    for pattern in OWN_KEY_PATTERNS:
+        keys = list(client.scan_iter(match=pattern, count=500))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'signpipe.db'}"
+        return
+    schema = f"it_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = create_engine(normalize_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}")
+        pytest.skip("PostgreSQL not reachable")
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, database_url):
+    """Gunicorn (2 gthread workers), an ingest worker and a pipeline worker, all real processes."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not answering at {REDIS_URL}: {exc}")
+    root = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    stack = Stack(f"http://127.0.0.1:{port}", root / "data", client, root / "logs")
+    stack.logs.mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_WORKERS": "2",
+        "DATA_DIR": str(stack.data_dir),
+        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": database_url,
+        "PIPELINE_STAGE_SECONDS": "0.2",
+        "MAX_UPLOAD_BYTES": str(200 * 1024 * 1024),
+    }
+    tag = uuid.uuid4().hex[:6]
+    try:
+        _start(stack, "web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env)
+        for queue in ("ingest", "pipeline"):
+            argv = [
+                str(BIN / "celery"),
+                "-A",
+                "celery_app",
+                "worker",
+                "-Q",
+                queue,
+                "-c",
+                "1",
+                "-n",
+                f"{queue}-{tag}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ]
+            _start(stack, queue, argv, env)
+        _wait_until(lambda: requests.get(stack.url("/healthz"), timeout=2).ok, 30, "gunicorn", stack)
+        for queue in ("ingest", "pipeline"):
+            log = stack.logs / f"{queue}.log"
+            _wait_until(lambda log=log: b" ready." in log.read_bytes(), 60, f"{queue} worker", stack)
+        yield stack
+    finally:
+        _stop(stack)
+        _delete_own_keys(client)
