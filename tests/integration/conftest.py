@@ -54,10 +54,10 @@ class Stack:
 
 
 def _start(stack: Stack, name: str, argv: list[str], env: dict) -> None:
-    log = open(stack.logs / f"{name}.log", "wb")
-    stack.procs[name] = subprocess.Popen(
-        argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with open(stack.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy of the fd
+        stack.procs[name] = subprocess.Popen(
+            argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _wait_until(check, timeout: float, what: str, stack: Stack) -> None:
