@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import archive
 from .db import db
@@ -33,13 +33,23 @@ def archive_limits() -> archive.Limits:
 
 
 def register_upload(job_id: str, received: ReceivedArchive) -> None:
-    """Commit the job's row, then publish its progress and queue the ingest task."""
-    with db.transaction() as session:
-        session.add(
-            UploadJob(
-                id=job_id, filename=received.filename, archive_kind=received.kind, size_bytes=received.size
+    """Commit the job's row, then publish its progress and queue the ingest task.
+
+    Whatever fails here, the stored archive is removed: no upload is left without a job.
+    """
+    try:
+        with db.transaction() as session:
+            session.add(
+                UploadJob(
+                    id=job_id,
+                    filename=received.filename,
+                    archive_kind=received.kind,
+                    size_bytes=received.size,
+                )
             )
-        )
+    except SQLAlchemyError as exc:
+        received.path.unlink(missing_ok=True)
+        raise ServiceUnavailable("The database is unavailable; please upload again later") from exc
     try:
         progress_store().set(job_id, new_progress(job_id, archive_bytes=received.size))
         send_task(INGEST_TASK, job_id)
@@ -85,7 +95,7 @@ def archive_extension(kind: str) -> str:
 def _extract_validate_store(job_id: str, upload: Path, temp: Path, kind: str, paths: DataLayout) -> str:
     store = progress_store()
     base = new_progress(job_id, status="running", phase="extracting", archive_bytes=upload.stat().st_size)
-    store.set(job_id, base)
+    store.try_set(job_id, base)
     reporter = ThrottledReporter(store, job_id, base)
     root = archive.extract_archive(upload, temp, kind, archive_limits(), reporter)
     reporter.progress.update(phase="validating", percent=100.0)
@@ -93,7 +103,7 @@ def _extract_validate_store(job_id: str, upload: Path, temp: Path, kind: str, pa
     rid = validate_recording(root)
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     _store_recording(job_id, rid, root, paths.recording(rid), size)
-    store.set(job_id, dict(reporter.progress, status="done", phase="done", recording_id=rid))
+    store.try_set(job_id, dict(reporter.progress, status="done", phase="done", recording_id=rid))
     return rid
 
 
@@ -142,9 +152,8 @@ def fail_job(job_id: str, exc: SignpipeError) -> None:
                 exc.details,
                 utcnow(),
             )
-    try:
-        progress_store().update(
-            job_id, status="error", phase="error", error_msg=exc.message, error_details=exc.details
-        )
-    except Exception:
-        log.exception("could not publish the failure of %s", job_id)
+    store = progress_store()
+    current = store.try_get(job_id) or new_progress(job_id)
+    store.try_set(
+        job_id, dict(current, status="error", phase="error", error_msg=exc.message, error_details=exc.details)
+    )

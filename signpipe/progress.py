@@ -6,9 +6,10 @@ Nothing else reads or writes those keys; the database holds the lasting record.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from typing import Any
 
+log = logging.getLogger(__name__)
 KEY_PREFIX = "extraction:"
 DEFAULT_TTL = 3600
 THROTTLE_FILES = 10
@@ -19,7 +20,7 @@ def progress_key(job_id: str) -> str:
     return f"{KEY_PREFIX}{job_id}"
 
 
-def new_progress(job_id: str, status: str = "queued", **fields: Any) -> dict:
+def new_progress(job_id: str, status: str = "queued", **fields: object) -> dict:
     """The documented shape, with every field present."""
     progress = {
         "job_id": job_id,
@@ -54,12 +55,22 @@ class ProgressStore:
         progress = dict(progress, updated_at=time.time())
         self.redis.set(progress_key(job_id), json.dumps(progress), ex=self.ttl)
 
-    def update(self, job_id: str, **fields: Any) -> dict:
-        """Merge fields into the current record (or a fresh one) and write it back."""
-        progress = self.get(job_id) or new_progress(job_id)
-        progress.update(fields)
-        self.set(job_id, progress)
-        return progress
+    def try_get(self, job_id: str) -> dict | None:
+        """Like get(), but None when Redis is unreachable (the database still has the job)."""
+        try:
+            return self.get(job_id)
+        except Exception:
+            log.warning("progress of %s unreadable: Redis unavailable", job_id)
+            return None
+
+    def try_set(self, job_id: str, progress: dict) -> bool:
+        """Like set(), but a Redis outage only costs live progress, never the job itself."""
+        try:
+            self.set(job_id, progress)
+            return True
+        except Exception:
+            log.warning("progress of %s not published: Redis unavailable", job_id)
+            return False
 
 
 _bound: ProgressStore | None = None
@@ -113,4 +124,4 @@ class ThrottledReporter:
     def flush(self) -> None:
         self._last_time = self.clock()
         self._last_files = self.progress["extracted_files"]
-        self.store.set(self.job_id, self.progress)
+        self.store.try_set(self.job_id, self.progress)

@@ -126,3 +126,31 @@ def test_failed_pipeline_records_the_stage_and_log_tail(app, client, tmp_path, m
     states = {s["name"]: s["state"] for s in rec.stages}
     assert states["s3_small_track_filter"] == "done" and states["s4_classification"] == "failed"
     assert process_recording(RID) is None  # a failed recording is not re-run by a stray message
+
+
+def test_redis_outage_during_extraction_costs_only_live_progress(app, client, tmp_path):
+    import redis
+
+    from signpipe.extensions import bind_redis
+
+    job_id = upload(client, make_zip(tmp_path / "a.zip", recording_files(RID)).read_bytes(), "a.zip")
+    bind_redis(app, redis.Redis(port=1, socket_connect_timeout=0.1, retry=None))
+    assert ingest_upload(job_id) == RID
+    assert row(UploadJob, job_id).status == "validated"
+    assert row(Recording, RID).status == "queued"
+
+
+def test_database_outage_at_upload_is_a_503_and_keeps_no_file(app, client, tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def broken_transaction():
+        raise OperationalError("INSERT", {}, Exception("database is down"))
+
+    monkeypatch.setattr(db, "transaction", broken_transaction)
+    data = make_zip(tmp_path / "a.zip", recording_files(RID)).read_bytes()
+    response = client.post(
+        "/upload", data={"file": (io.BytesIO(data), "a.zip")}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 503
+    assert "database is unavailable" in response.get_json()["error"]
+    assert leftovers(app) == []

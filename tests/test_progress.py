@@ -37,7 +37,7 @@ def test_helpers_write_the_documented_key_with_a_ttl(store, redis_client):
 def test_every_write_reapplies_the_ttl(store, redis_client):
     store.set("job1", new_progress("job1"))
     redis_client.expire("extraction:job1", 5)
-    store.update("job1", status="running")
+    store.set("job1", new_progress("job1", status="running"))
     assert redis_client.ttl("extraction:job1") > 3500
 
 
