@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import redis
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from flask import Flask, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from .db import db
 from .progress import ProgressStore, bind_store
 
 INGEST_TASK = "signpipe.ingest"
@@ -60,11 +62,19 @@ def init_celery(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    # Pool children are forked from the worker that created the engine: pooled database
+    # connections must not be shared across processes, so each child starts with its own.
+    worker_process_init.connect(_fresh_db_connections, weak=False)
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(celery_settings(app.config))
     celery.set_default()
     app.extensions["celery"] = celery
     return celery
+
+
+def _fresh_db_connections(**_kwargs) -> None:
+    if db.engine is not None:
+        db.engine.dispose(close=False)
 
 
 def progress_store() -> ProgressStore:
