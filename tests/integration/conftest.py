@@ -164,3 +164,11 @@ def stack(tmp_path_factory, database_url):
     finally:
         _stop(stack)
         _delete_own_keys(client)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each test's outcome on its item, so fixtures can save a screenshot of a failure."""
+    outcome = yield
+    if call.when == "call":
+        item.rep_call = outcome.get_result()
