@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from factories import make_zip, recording_files, without
 
 pytestmark = pytest.mark.integration
