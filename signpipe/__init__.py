@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
 from .db import db
@@ -25,6 +26,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
+    trust_proxies(app)
     return app
 
 
@@ -33,7 +35,7 @@ def load_config(app: Flask, test_config: dict | None) -> None:
     if test_config:
         app.config.update(test_config)
     settings.finalize(app.config)
-    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))
+    logging.basicConfig(level=app.config["LOG_LEVEL"])
 
 
 def register_extensions(app: Flask) -> None:
@@ -53,3 +55,10 @@ def register_errorhandlers(app: Flask) -> None:
     from .web import errors
 
     errors.register(app)
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind nginx, take scheme, host and client address from its X-Forwarded-* headers."""
+    count = app.config["TRUSTED_PROXY_COUNT"]
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_prefix=count)

@@ -38,6 +38,9 @@ class Config:
     PIPELINE_TIMEOUT = _int("PIPELINE_TIMEOUT", 6 * 3600)
     PROGRESS_TTL_SECONDS = 3600
     ENV = os.environ.get("APP_ENV", "development")
+    LOG_LEVEL = os.environ.get("LOG_LEVEL") or "INFO"
+    # Reverse proxies in front of Gunicorn whose X-Forwarded-* headers are trusted (1 behind nginx).
+    TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
 
 
 def finalize(config: dict) -> None:

