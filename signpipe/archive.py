@@ -1,24 +1,37 @@
 """Safe extraction of recording archives (ZIP, TAR, TAR.GZ/TGZ) into a job's temp folder.
 
-Policy: every member's name and type is checked before it is written; only regular files and
-directories are created, with fixed permissions; budgets count the bytes actually written.
+Policy: only regular files and directories are ever created, with fixed permissions; budgets
+count the bytes actually produced, while writing. ZIP and plain TAR members are all inspected
+before the first byte is written (their headers can be read without inflating anything); a
+TAR.GZ is inspected member by member as it streams, each before its own bytes are written,
+because a second inflating pass would double the extraction time. Either way nothing is written
+outside the job's private temp folder, which the caller deletes on refusal.
 """
 
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from .errors import InvalidArchive, StorageFull, UnsafeArchive
+
+ZIP_UTF8_FLAG = 0x800
+ZIP_ENCRYPTED_FLAG = 0x1
+ZIP_AES_METHOD = 99
+MAX_TRAILING_BYTES = 1024 * 1024  # TAR writers pad to a record (10 KiB by default)
+LOCAL_HEADER = struct.Struct("<4s5H3I2H")
 
 CHUNK = 1024 * 1024
 ARCHIVE_SUFFIXES = {".zip": "zip", ".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz"}
@@ -49,7 +62,7 @@ def kind_from_name(filename: str) -> str | None:
 
 def kind_from_magic(head: bytes) -> str | None:
     """Archive kind named by the first bytes of a file (at least 512 for tar), or None."""
-    if head[:4] == b"PK\x03\x04":
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # the second: an empty ZIP
         return "zip"
     if head[:2] == b"\x1f\x8b":
         try:
@@ -63,7 +76,7 @@ def kind_from_magic(head: bytes) -> str | None:
 def _is_tar_header(block: bytes) -> bool:
     if len(block) < 512:
         return False
-    if block[257:262] == b"ustar":
+    if block[257:262] == b"ustar" or block == bytes(512):  # zeros: an empty TAR's end marker
         return True
     try:  # pre-POSIX tar: no magic, but the header checksum must hold
         stored = int(block[148:156].split(b"\0")[0].strip() or b"-1", 8)
@@ -77,10 +90,18 @@ def read_head(path: Path, size: int = 8192) -> bytes:
         return fh.read(size)
 
 
+def _printable(name: str) -> str:
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def member_path(name: str) -> PurePosixPath | None:
     """The safe relative path of an archive member, None for junk; raises UnsafeArchive."""
     if not name or "\\" in name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise UnsafeArchive("Archive entry has an unsafe name", {"entry": name})
+        raise UnsafeArchive(
+            "Archive entry has an unsafe name (backslash or control character)", {"entry": name}
+        )
+    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in name):
+        raise UnsafeArchive("Archive entry name is not valid UTF-8", {"entry": _printable(name)})
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchive("Archive entry has an absolute path", {"entry": name})
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -105,7 +126,7 @@ class _Writer:
         self.files = 0
         self.entries = 0
         self.bytes = 0
-        self.total_files = 0  # known up front for ZIP only
+        self.total_files = 0  # known up front for ZIP and plain TAR
         self.seen: dict[str, str] = {}
 
     def claim(self, name: str, is_dir: bool) -> Path | None:
@@ -125,6 +146,12 @@ class _Writer:
             if self.seen.setdefault(str(parent).lower(), "dir") != "dir":
                 raise UnsafeArchive("Archive entry is nested under a file", {"entry": name})
         return self.dest.joinpath(*rel.parts)
+
+    def expect(self, files: int, total_bytes: int) -> int:
+        """Announce what a fully inspected archive will write; checks the disk has room for it."""
+        self.total_files = files
+        _ensure_free_space(self.dest, total_bytes)
+        return total_bytes or 1
 
     def make_dir(self, target: Path) -> None:
         target.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -159,22 +186,36 @@ def extract_archive(
     """Extract into the empty folder `dest` and return the recording's root folder inside it."""
     dest.mkdir(parents=True, exist_ok=True)
     writer = _Writer(dest, limits, progress)
+    extractors = {"zip": _extract_zip, "tar": _extract_plain_tar, "tar.gz": _extract_tar_stream}
+    if kind not in extractors:
+        raise InvalidArchive(f"Unsupported archive type: {kind}")
     try:
-        if kind == "zip":
-            _extract_zip(archive, writer)
-        elif kind in ("tar", "tar.gz"):
-            _extract_tar(archive, writer)
-        else:
-            raise InvalidArchive(f"Unsupported archive type: {kind}")
+        _refuse_polyglot(archive, kind)
+        extractors[kind](archive, writer)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFull("The server ran out of disk space while extracting") from exc
         raise InvalidArchive(f"The archive could not be read: {exc}") from exc
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        tarfile.TarError,
+        EOFError,
+        zlib.error,
+        _TruncatedTar,
+    ) as exc:
         raise InvalidArchive(f"The archive is corrupt or truncated: {exc}") from exc
-    except (RuntimeError, ValueError, UnicodeError, NotImplementedError) as exc:
+    except (RuntimeError, ValueError, UnicodeError, NotImplementedError, struct.error) as exc:
         raise InvalidArchive(f"The archive could not be read: {exc}") from exc
     return single_root(dest)
+
+
+def _refuse_polyglot(archive: Path, kind: str) -> None:
+    """A file that parses as two kinds of archive could show each tool a different tree."""
+    head = read_head(archive, 512)
+    other = _is_tar_header(head) if kind == "zip" else zipfile.is_zipfile(archive)
+    if other:
+        raise UnsafeArchive("The file is two archives at once (ZIP and TAR); upload a plain archive")
 
 
 def _ensure_free_space(dest: Path, needed: int) -> None:
@@ -187,65 +228,160 @@ def _ensure_free_space(dest: Path, needed: int) -> None:
         )
 
 
-def _zip_members(zf: zipfile.ZipFile, limits: Limits) -> Iterator[zipfile.ZipInfo]:
-    """Members in data order after the whole-archive checks (encryption, overlap, types)."""
-    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
-    if len(infos) > limits.max_entries:
-        raise UnsafeArchive(f"Archive has more than {limits.max_entries} entries")
-    for info, following in zip(infos, infos[1:] + [None], strict=False):
-        if info.flag_bits & 0x1:
-            raise InvalidArchive("Password-protected archives are not supported", {"entry": info.filename})
-        mode = info.external_attr >> 16
-        if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            kind = "a symbolic link" if stat.S_ISLNK(mode) else "a special file"
-            raise UnsafeArchive(f"Archive entry is {kind}", {"entry": info.filename})
-        if following is not None and info.header_offset + info.compress_size > following.header_offset:
-            raise UnsafeArchive("Archive entries overlap (zip bomb)", {"entry": info.filename})
-        yield info
-
-
 def _check_ratio(limits: Limits, produced: int, consumed: int, name: str) -> None:
     if produced > limits.ratio_floor and produced > limits.max_ratio * max(consumed, 1):
         raise UnsafeArchive(f"Compression ratio over {limits.max_ratio:g}:1 (zip bomb)", {"entry": name})
 
 
+def _check_budget(limits: Limits, count: int, declared: int) -> None:
+    if count > limits.max_entries:
+        raise UnsafeArchive(f"Archive has more than {limits.max_entries} entries")
+    if declared > limits.max_bytes:
+        raise UnsafeArchive(f"Archive declares more than the {limits.max_bytes} byte limit")
+
+
+def zip_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as UTF-8 text; raises UnsafeArchive for bytes that are not UTF-8.
+
+    Without the UTF-8 flag zipfile decodes names as CP437, so any byte decodes; tools that
+    omit the flag still write UTF-8, so the raw bytes are decoded again as UTF-8.
+    """
+    if info.flag_bits & ZIP_UTF8_FLAG:
+        return info.orig_filename  # keeps what zipfile cuts at a NUL byte
+    raw = info.orig_filename.encode("cp437")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsafeArchive("Archive entry name is not valid UTF-8", {"entry": info.orig_filename}) from None
+
+
+def _zip_member_checks(
+    fh: BinaryIO, info: zipfile.ZipInfo, following: zipfile.ZipInfo | None, limits: Limits
+):
+    """Whole-entry checks from the central directory and the entry's local header."""
+    name = info.orig_filename
+    if info.flag_bits & ZIP_ENCRYPTED_FLAG or info.compress_type == ZIP_AES_METHOD:
+        raise InvalidArchive("Password-protected archives are not supported", {"entry": name})
+    mode = info.external_attr >> 16
+    if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "a special file"
+        raise UnsafeArchive(f"Archive entry is {kind}", {"entry": name})
+    if following is not None and info.header_offset + info.compress_size > following.header_offset:
+        raise UnsafeArchive("Archive entries overlap (zip bomb)", {"entry": name})
+    fh.seek(info.header_offset)
+    header = fh.read(LOCAL_HEADER.size)
+    if len(header) < LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise InvalidArchive("The archive is corrupt: an entry's local header is missing", {"entry": name})
+    name_length = LOCAL_HEADER.unpack(header)[9]
+    central = name.encode("utf-8" if info.flag_bits & ZIP_UTF8_FLAG else "cp437")
+    if fh.read(name_length) != central:
+        raise UnsafeArchive(
+            "Entry name differs between the ZIP directory and its local header", {"entry": name}
+        )
+    _check_ratio(limits, info.file_size, info.compress_size, name)
+
+
 def _extract_zip(archive: Path, writer: _Writer) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        members = list(_zip_members(zf, writer.limits))
-        files = [i for i in members if not i.is_dir() and member_path(i.orig_filename) is not None]
-        writer.total_files = len(files)
-        total = sum(i.file_size for i in files) or 1
-        _ensure_free_space(writer.dest, total)
-        for info in members:
-            # orig_filename keeps what zipfile cuts at a NUL byte, so such names are caught
-            target = writer.claim(info.orig_filename, info.is_dir())
-            if target is None:
-                continue
+    with zipfile.ZipFile(archive) as zf, open(archive, "rb") as fh:
+        infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+        declared = sum(i.file_size for i in infos)
+        _check_budget(writer.limits, len(infos), declared)
+        _check_ratio(writer.limits, declared, sum(i.compress_size for i in infos), "(whole archive)")
+        plan = []
+        for info, following in pairwise([*infos, None]):
+            _zip_member_checks(fh, info, following, writer.limits)
+            target = writer.claim(zip_name(info), info.is_dir())
+            if target is not None:
+                plan.append((info, target))
+        files = [(info, target) for info, target in plan if not info.is_dir()]
+        total = writer.expect(len(files), sum(info.file_size for info, _ in files))
+        for info, target in plan:
             if info.is_dir():
                 writer.make_dir(target)
                 continue
-            _check_ratio(writer.limits, info.file_size, info.compress_size, info.filename)
             with zf.open(info) as source:
-                writer.write_file(target, source, info.filename, lambda: writer.bytes / total)
+                writer.write_file(target, source, info.orig_filename, lambda: writer.bytes / total)
 
 
-def _extract_tar(archive: Path, writer: _Writer) -> None:
+class _TruncatedTar(Exception):
+    """A header after the first that is cut short or garbled: tarfile would silently stop there."""
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Reads headers like TarInfo, but a bad header is an error instead of a quiet end of archive."""
+
+    @classmethod
+    def fromtarfile(cls, tf):
+        try:
+            return super().fromtarfile(tf)
+        except tarfile.EOFHeaderError:
+            raise  # a zero block: the archive's proper end
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
+            if tf.offset == 0:
+                raise
+            raise _TruncatedTar(
+                f"the archive is truncated or has a damaged header at byte {tf.offset}"
+            ) from exc
+
+
+def _tar_member_check(member: tarfile.TarInfo) -> None:
+    if member.isreg() and not member.issparse() or member.isdir():
+        return
+    kind = "a link" if member.issym() or member.islnk() else "a special file"
+    kind = "a sparse file" if member.issparse() else kind
+    raise UnsafeArchive(f"Archive entry is {kind}", {"entry": member.name})
+
+
+def _extract_plain_tar(archive: Path, writer: _Writer) -> None:
+    """Uncompressed TAR: every header is read (seeking past the data) before anything is written."""
+    with tarfile.open(archive, mode="r:", tarinfo=_StrictTarInfo) as tf:
+        members = tf.getmembers()
+        _check_budget(writer.limits, len(members), sum(m.size for m in members if m.isreg()))
+        plan = []
+        for member in members:
+            _tar_member_check(member)
+            target = writer.claim(member.name, member.isdir())
+            if target is not None:
+                plan.append((member, target))
+        files = [(m, t) for m, t in plan if not m.isdir()]
+        total = writer.expect(len(files), sum(m.size for m, _ in files))
+        for member, target in plan:
+            if member.isdir():
+                writer.make_dir(target)
+                continue
+            writer.write_file(target, tf.extractfile(member), member.name, lambda: writer.bytes / total)
+
+
+def _extract_tar_stream(archive: Path, writer: _Writer) -> None:
+    """TAR.GZ in one pass: each member is checked before its bytes are written."""
     size = archive.stat().st_size or 1
     _ensure_free_space(writer.dest, size)
-    with open(archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tf:
+    # GzipFile checks each member's CRC and length, which tarfile's own stream reader skips.
+    with (
+        open(archive, "rb") as raw,
+        gzip.GzipFile(fileobj=raw) as inflated,
+        tarfile.open(fileobj=inflated, mode="r|", tarinfo=_StrictTarInfo) as tf,
+    ):
         fraction = lambda: raw.tell() / size  # noqa: E731 - compressed position tracks bytes
         for member in tf:
-            if not (member.isreg() or member.isdir()) or member.issparse():
-                kind = "a link" if member.issym() or member.islnk() else "a special file"
-                raise UnsafeArchive(f"Archive entry is {kind}", {"entry": member.name})
+            _tar_member_check(member)
             target = writer.claim(member.name, member.isdir())
             if target is None:
                 continue
             if member.isdir():
                 writer.make_dir(target)
                 continue
-            source = tf.extractfile(member)
-            writer.write_file(target, source, member.name, fraction, raw.tell)
+            writer.write_file(target, tf.extractfile(member), member.name, fraction, raw.tell)
+        _drain_to_gzip_trailer(inflated)
+
+
+def _drain_to_gzip_trailer(inflated: gzip.GzipFile) -> None:
+    """Read past the TAR's end marker to the gzip trailer, so its CRC and length get checked."""
+    trailing = 0
+    while chunk := inflated.read(CHUNK):
+        trailing += len(chunk)
+        if trailing > MAX_TRAILING_BYTES:
+            raise UnsafeArchive("Unexpected data after the end of the TAR archive")
 
 
 def single_root(dest: Path) -> Path:

@@ -91,3 +91,21 @@ def make_tar(path: Path, files: dict[str, bytes], compress: bool = True, fmt=tar
 def without(files: dict[str, bytes], *fragments: str) -> dict[str, bytes]:
     """The same recording minus every file whose path contains one of the fragments."""
     return {rel: data for rel, data in files.items() if not any(f in rel for f in fragments)}
+
+
+def make_zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel, data in files.items():
+            zf.writestr(rel, data)
+    return buffer.getvalue()
+
+
+def make_tar_bytes(files: dict[str, bytes], compress: bool = True) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if compress else "w") as tf:
+        for rel, data in files.items():
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
