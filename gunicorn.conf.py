@@ -16,3 +16,4 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
