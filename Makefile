@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/upload_memory.py
+	$(BIN)/python bench/bomb_refusal.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -40,6 +40,7 @@ from pathlib import Path
 import psutil
 import redis
 import requests
+from report import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -51,8 +52,6 @@ TARGET_RSS_MB = 150
 TARGET_SIZE_MIB = 2048
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 SECTION_TITLE = "Upload: memory and throughput (POST /upload)"
-BEGIN_MARK = "<!-- BEGIN bench/upload_memory.py (generated; edit the script, not this section) -->"
-END_MARK = "<!-- END bench/upload_memory.py -->"
 OWN_PREFIXES = ("_kombu.", "unacked")
 QUEUE_KEY = "ingest"
 
@@ -472,7 +471,6 @@ def section(results: list[SizeResult], info: dict[str, str], args: argparse.Name
     notes = [n for r in results for n in r.notes]
     dirty = f" (working tree differs from HEAD in: {info['dirty']})" if info["dirty"] else ""
     lines = [
-        BEGIN_MARK,
         f"## {SECTION_TITLE}",
         "",
         f"Target: **every web worker stays under {TARGET_RSS_MB} MB RSS during a 2 GB upload** "
@@ -506,24 +504,7 @@ def section(results: list[SizeResult], info: dict[str, str], args: argparse.Name
     ]
     if notes:
         lines += ["", "Observations:", ""] + [f"- {n}" for n in notes]
-    lines.append(END_MARK)
     return "\n".join(lines) + "\n"
-
-
-def write_benchmarks(path: Path, text: str) -> None:
-    if path.exists():
-        current = path.read_text()
-        start, end = current.find(BEGIN_MARK), current.find(END_MARK)
-        if start != -1 and end > start:
-            rest = current[end + len(END_MARK) :].strip("\n")
-            new = current[:start] + text + ("\n" + rest + "\n" if rest else "")
-        else:
-            new = current.rstrip("\n") + "\n\n" + text
-    else:
-        new = "# Benchmarks\n\n" + text
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- main
@@ -646,7 +627,7 @@ def main() -> int:
     print()
     print("Target:", verdict(results))
     if not args.no_write:
-        write_benchmarks(Path(args.output), text)
+        write_section("bench/upload_memory.py", text, Path(args.output))
         print(f"wrote {args.output}")
     failed = any(c != "202" for r in results for c in r.codes)
     return 1 if failed else 0
