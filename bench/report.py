@@ -21,14 +21,13 @@ def sh(argv: list[str]) -> str:
 
 def machine_line() -> str:
     """Date, machine, Python and commit, for the head of a section."""
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        "?",
-    )
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
     ram = psutil.virtual_memory().total / 2**30
+    python = platform.python_version()
     return (
         f"- Date: {sh(['date', '-u'])}\n"
-        f"- Machine: {psutil.cpu_count()} CPUs ({cpu}), {ram:.1f} GiB RAM, Python {platform.python_version()}\n"
+        f"- Machine: {psutil.cpu_count()} CPUs ({cpu}), {ram:.1f} GiB RAM, Python {python}\n"
         f"- Commit: `{sh(['git', 'rev-parse', '--short', 'HEAD'])}`"
     )
 
