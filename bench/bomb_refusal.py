@@ -139,7 +139,7 @@ def main() -> int:
             f"medians of {args.runs} fresh processes each, default limits",
             "",
             "| bomb | file size | seconds to refuse | peak RSS MB | RSS over idle MB | MiB written (max) "
-        "| reason |",
+            "| reason |",
             "|---|---|---|---|---|---|---|",
             *rows,
         ]
