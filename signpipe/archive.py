@@ -25,6 +25,8 @@ from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+import zipfile_deflate64  # noqa: F401  (teaches zipfile Deflate64, which Windows Explorer uses)
+
 from .errors import InvalidArchive, StorageFull, UnsafeArchive
 
 ZIP_UTF8_FLAG = 0x800
@@ -284,6 +286,8 @@ def _zip_member_checks(
 def _extract_zip(archive: Path, writer: _Writer) -> None:
     with zipfile.ZipFile(archive) as zf, open(archive, "rb") as fh:
         infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+        if infos and infos[0].header_offset != 0:
+            raise UnsafeArchive("The file is two archives at once (data before the ZIP's first entry)")
         declared = sum(i.file_size for i in infos)
         _check_budget(writer.limits, len(infos), declared)
         _check_ratio(writer.limits, declared, sum(i.compress_size for i in infos), "(whole archive)")
@@ -350,6 +354,8 @@ def _extract_plain_tar(archive: Path, writer: _Writer) -> None:
                 writer.make_dir(target)
                 continue
             writer.write_file(target, tf.extractfile(member), member.name, lambda: writer.bytes / total)
+        tf.fileobj.seek(tf.offset)
+        _refuse_trailing_data(tf.fileobj)
 
 
 def _extract_tar_stream(archive: Path, writer: _Writer) -> None:
@@ -372,15 +378,16 @@ def _extract_tar_stream(archive: Path, writer: _Writer) -> None:
                 writer.make_dir(target)
                 continue
             writer.write_file(target, tf.extractfile(member), member.name, fraction, raw.tell)
-        _drain_to_gzip_trailer(inflated)
+        # Reading on to the gzip trailer is what makes GzipFile check the CRC and length.
+        _refuse_trailing_data(inflated)
 
 
-def _drain_to_gzip_trailer(inflated: gzip.GzipFile) -> None:
-    """Read past the TAR's end marker to the gzip trailer, so its CRC and length get checked."""
+def _refuse_trailing_data(stream: BinaryIO) -> None:
+    """After a TAR's end marker only zero padding may follow: anything else is a second archive."""
     trailing = 0
-    while chunk := inflated.read(CHUNK):
+    while chunk := stream.read(CHUNK):
         trailing += len(chunk)
-        if trailing > MAX_TRAILING_BYTES:
+        if trailing > MAX_TRAILING_BYTES or chunk.count(0) != len(chunk):
             raise UnsafeArchive("Unexpected data after the end of the TAR archive")
 
 

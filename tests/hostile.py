@@ -264,6 +264,9 @@ def corpus() -> list[Case]:
             "tgz-duplicate", "a.tgz", tar_with([(f"{RID}/d.csv", b"1"), (f"{RID}/d.csv", b"2")]), r"duplicate"
         ),
         Case("tgz-zip-polyglot", "a.tgz", polyglot(), r"two archives"),
+        Case("tgz-two-tars", "a.tgz", two_tars_in_one_gzip(), r"after the end"),
+        Case("tar-two-tars", "a.tar", two_tars(), r"after the end"),
+        Case("zip-two-zips", "a.zip", two_zips(), r"two archives"),
         Case("gzip-not-tar", "a.tar.gz", gzip.compress(b"ID,value\n1,2\n" * 100), r"not an archive"),
         Case("csv-named-zip", "a.zip", b"ID,value\n1,2\n", r"not an archive"),
         Case("html-named-tgz", "a.tgz", b"<!doctype html><html></html>" + bytes(600), r"not an archive"),
@@ -280,3 +283,18 @@ def _zip_mode(name: str, kind: int) -> zipfile.ZipInfo:
 def _flip_gzip_crc(data: bytes) -> bytes:
     """The gzip trailer's CRC no longer matches the data: silent corruption must be caught."""
     return data[:-8] + bytes(b ^ 0xFF for b in data[-8:-4]) + data[-4:]
+
+
+def two_tars() -> bytes:
+    """A second TAR after the first one's end marker: tools that read on would see more files."""
+    return make_tar_bytes(valid_files(), compress=False) + make_tar_bytes(
+        {"OTHER/x.csv": b"a\n"}, compress=False
+    )
+
+
+def two_tars_in_one_gzip() -> bytes:
+    return gzip.compress(two_tars())
+
+
+def two_zips() -> bytes:
+    return make_zip_bytes({"OTHER/x.csv": b"a\n"}) + make_zip_bytes(valid_files())

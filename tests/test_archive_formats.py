@@ -60,6 +60,21 @@ def test_archives_made_by_command_line_tools_are_accepted(tree, tmp_path, tool, 
     assert extract_and_validate(out, kind, tmp_path / "x") == RID
 
 
+def test_deflate64_zip_as_windows_explorer_writes_for_big_files_is_accepted(tree, tmp_path):
+    seven_zip = shutil.which("7zz") or shutil.which("7z")
+    if not seven_zip:
+        pytest.skip("7-Zip not installed")
+    out = tmp_path / "r.zip"
+    subprocess.run(
+        [seven_zip, "a", "-tzip", "-mm=Deflate64", str(out), RID],
+        cwd=tree,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    assert 9 in {info.compress_type for info in zipfile.ZipFile(out).infolist()}
+    assert extract_and_validate(out, "zip", tmp_path / "x") == RID
+
+
 def test_zip64_archives_are_accepted(tmp_path):
     out = tmp_path / "r.zip"
     with zipfile.ZipFile(out, "w", allowZip64=True) as zf:
