@@ -32,6 +32,7 @@ from .errors import InvalidArchive, StorageFull, UnsafeArchive
 ZIP_UTF8_FLAG = 0x800
 ZIP_ENCRYPTED_FLAG = 0x1
 ZIP_AES_METHOD = 99
+EOCD_SEARCH = 22 + 65535 + 20  # end record, the longest comment, the ZIP64 locator
 MAX_TRAILING_BYTES = 1024 * 1024  # TAR writers pad to a record (10 KiB by default)
 LOCAL_HEADER = struct.Struct("<4s5H3I2H")
 
@@ -132,13 +133,13 @@ class _Writer:
         self.seen: dict[str, str] = {}
 
     def claim(self, name: str, is_dir: bool) -> Path | None:
-        """Check a member's name before anything is written; None means skip it."""
+        """Check a member's name before anything is written; None means skip it (junk)."""
+        self.entries += 1  # junk counts too, or a flood of it would slip past the budget
+        if self.entries > self.limits.max_entries:
+            raise UnsafeArchive(f"Archive has more than {self.limits.max_entries} entries", {"entry": name})
         rel = member_path(name)
         if rel is None:
             return None
-        self.entries += 1
-        if self.entries > self.limits.max_entries:
-            raise UnsafeArchive(f"Archive has more than {self.limits.max_entries} entries", {"entry": name})
         key = str(rel).lower()
         previous = self.seen.get(key)
         if previous is not None and not (is_dir and previous == "dir"):
@@ -207,6 +208,10 @@ def extract_archive(
         _TruncatedTar,
     ) as exc:
         raise InvalidArchive(f"The archive is corrupt or truncated: {exc}") from exc
+    except UnicodeDecodeError as exc:  # a ZIP that flags its names as UTF-8 but is not
+        raise UnsafeArchive(
+            "Archive entry name is not valid UTF-8", {"entry": repr(exc.object)[:300]}
+        ) from exc
     except (RuntimeError, ValueError, UnicodeError, NotImplementedError, struct.error) as exc:
         raise InvalidArchive(f"The archive could not be read: {exc}") from exc
     return single_root(dest)
@@ -240,6 +245,27 @@ def _check_budget(limits: Limits, count: int, declared: int) -> None:
         raise UnsafeArchive(f"Archive has more than {limits.max_entries} entries")
     if declared > limits.max_bytes:
         raise UnsafeArchive(f"Archive declares more than the {limits.max_bytes} byte limit")
+
+
+def zip_entry_count(archive: Path) -> int:
+    """Entries the ZIP's end record announces, read before zipfile loads the whole directory."""
+    with open(archive, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - EOCD_SEARCH))
+        tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise InvalidArchive("The archive is corrupt or truncated: no ZIP end record")
+    count = struct.unpack_from("<H", tail, at + 10)[0]
+    locator = at - 20
+    if count == 0xFFFF and locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+        with open(archive, "rb") as fh:
+            fh.seek(struct.unpack_from("<Q", tail, locator + 8)[0])
+            record = fh.read(56)
+        if record[:4] == b"PK\x06\x06" and len(record) == 56:
+            count = struct.unpack_from("<Q", record, 32)[0]
+    return count
 
 
 def zip_name(info: zipfile.ZipInfo) -> str:
@@ -284,6 +310,7 @@ def _zip_member_checks(
 
 
 def _extract_zip(archive: Path, writer: _Writer) -> None:
+    _check_budget(writer.limits, zip_entry_count(archive), 0)
     with zipfile.ZipFile(archive) as zf, open(archive, "rb") as fh:
         infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
         if infos and infos[0].header_offset != 0:
@@ -339,11 +366,11 @@ def _tar_member_check(member: tarfile.TarInfo) -> None:
 def _extract_plain_tar(archive: Path, writer: _Writer) -> None:
     """Uncompressed TAR: every header is read (seeking past the data) before anything is written."""
     with tarfile.open(archive, mode="r:", tarinfo=_StrictTarInfo) as tf:
-        members = tf.getmembers()
-        _check_budget(writer.limits, len(members), sum(m.size for m in members if m.isreg()))
-        plan = []
-        for member in members:
+        plan, declared = [], 0
+        for member in tf:  # one header at a time, so a flood of entries stops at the budget
             _tar_member_check(member)
+            declared += member.size
+            _check_budget(writer.limits, 0, declared)
             target = writer.claim(member.name, member.isdir())
             if target is not None:
                 plan.append((member, target))

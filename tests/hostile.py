@@ -267,6 +267,10 @@ def corpus() -> list[Case]:
         Case("tgz-two-tars", "a.tgz", two_tars_in_one_gzip(), r"after the end"),
         Case("tar-two-tars", "a.tar", two_tars(), r"after the end"),
         Case("zip-two-zips", "a.zip", two_zips(), r"two archives"),
+        Case("zip-junk-flood", "a.zip", zip_with([(f"__MACOSX/{RID}/._f{i}", b"j") for i in range(60)]),
+             r"entries"),
+        Case("tar-too-many-entries", "a.tar", tar_with(many, compress=False), r"entries"),
+        Case("zip-utf8-flag-bad-bytes", "a.zip", zip_bad_utf8_flagged(), r"UTF-8"),
         Case("gzip-not-tar", "a.tar.gz", gzip.compress(b"ID,value\n1,2\n" * 100), r"not an archive"),
         Case("csv-named-zip", "a.zip", b"ID,value\n1,2\n", r"not an archive"),
         Case("html-named-tgz", "a.tgz", b"<!doctype html><html></html>" + bytes(600), r"not an archive"),
@@ -298,3 +302,9 @@ def two_tars_in_one_gzip() -> bytes:
 
 def two_zips() -> bytes:
     return make_zip_bytes({"OTHER/x.csv": b"a\n"}) + make_zip_bytes(valid_files())
+
+
+def zip_bad_utf8_flagged() -> bytes:
+    """The UTF-8 flag is set but the name bytes are not UTF-8."""
+    data = zip_with([(f"{RID}/caf\u00e9.csv", b"a\n")], base=False)  # written with the flag
+    return data.replace("caf\u00e9".encode(), b"caf\xff\xfe")
