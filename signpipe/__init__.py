@@ -45,9 +45,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .web import health, pages, recordings, upload_routes
+    from .web import health, pages, recordings, tus_routes, upload_routes
 
-    for module in (pages, upload_routes, recordings, health):
+    for module in (pages, upload_routes, tus_routes, recordings, health):
         app.register_blueprint(module.bp)
 
 

@@ -37,6 +37,9 @@ class Config:
     PIPELINE_STAGE_SECONDS = _float("PIPELINE_STAGE_SECONDS", 5)
     PIPELINE_TIMEOUT = _int("PIPELINE_TIMEOUT", 6 * 3600)
     PROGRESS_TTL_SECONDS = 3600
+    # Unfinished resumable uploads answer 410 after this long without a PATCH, then are swept.
+    UPLOAD_EXPIRY_SECONDS = _int("UPLOAD_EXPIRY_SECONDS", 24 * 3600)
+    UPLOAD_SWEEP_SECONDS = _int("UPLOAD_SWEEP_SECONDS", 900)
     ENV = os.environ.get("APP_ENV", "development")
     LOG_LEVEL = os.environ.get("LOG_LEVEL") or "INFO"
     # Reverse proxies in front of Gunicorn whose X-Forwarded-* headers are trusted (1 behind nginx).

@@ -60,6 +60,13 @@ def register_upload(job_id: str, received: ReceivedArchive) -> None:
         raise refusal from exc
 
 
+def record_refused_upload(job_id: str, filename: str, size: int, exc: SignpipeError) -> None:
+    """A completed upload whose file is not what its name says: a job that failed at once."""
+    with db.transaction() as session:
+        session.add(UploadJob(id=job_id, filename=filename[:255], archive_kind="", size_bytes=size))
+    fail_job(job_id, exc)
+
+
 def ingest_upload(job_id: str) -> str | None:
     """Task body. Returns the stored recording id, or None when the job was refused or not ours."""
     with db.transaction() as session:

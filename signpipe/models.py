@@ -106,3 +106,23 @@ class Recording(Base):
             "finished_at": iso(self.finished_at),
             "results_available": self.status == "completed",
         }
+
+
+class TusUpload(Base):
+    """A resumable (tus) upload: its declared length, metadata, expiry and, once complete, its job."""
+
+    __tablename__ = "tus_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    metadata_header: Mapped[str | None] = mapped_column(Text, nullable=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
+
+    def expired(self, now: datetime) -> bool:
+        """An unfinished upload past its expiry; finished ones never expire."""
+        expires = self.expires_at if self.expires_at.tzinfo else self.expires_at.replace(tzinfo=UTC)
+        return self.completed_at is None and expires <= now

@@ -110,15 +110,28 @@ def _accept(target: _ArchiveTarget, partial: Path, job_id: str) -> ReceivedArchi
         raise UploadRejected("No file was sent in the form field 'file'")
     if target.parts > 1:
         raise UploadRejected("Send exactly one file per upload")
+    return accept_archive(partial, filename, target.size, target.head, partial.parent, job_id)
+
+
+def archive_kind_of_name(filename: str) -> str:
+    """The archive kind a file name promises; raises UploadRejected (415) for other names."""
     kind = kind_from_name(filename)
     if kind is None:
         raise UploadRejected("Only .zip, .tar, .tar.gz and .tgz archives are accepted", 415)
-    if target.size == 0:
+    return kind
+
+
+def accept_archive(
+    data: Path, filename: str, size: int, head: bytes, uploads_dir: Path, job_id: str
+) -> ReceivedArchive:
+    """Check a received file's name and first bytes agree, then give it the job's name (a rename)."""
+    kind = archive_kind_of_name(filename)
+    if size == 0:
         raise UploadRejected("The uploaded file is empty")
-    actual = kind_from_magic(target.head)
+    actual = kind_from_magic(head)
     if actual != kind:
         found = f"a {actual.upper()} archive" if actual else "not an archive"
         raise UploadRejected(f"'{filename}' is named as {kind.upper()} but its content is {found}", 415)
-    final = partial.with_name(job_id + EXTENSIONS[kind])
-    partial.rename(final)
-    return ReceivedArchive(final, filename[:255], kind, target.size)
+    final = uploads_dir / (job_id + EXTENSIONS[kind])
+    data.rename(final)
+    return ReceivedArchive(final, filename[:255], kind, size)

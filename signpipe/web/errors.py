@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from ..errors import RecordingExists, ServiceUnavailable, SignpipeError, StorageFull, UploadRejected
 
 log = logging.getLogger(__name__)
-API_PREFIXES = ("/api/", "/upload", "/extract_status/", "/healthz", "/download/")
+API_PREFIXES = ("/api/", "/upload", "/extract_status/", "/healthz", "/download/", "/files")
 
 
 def wants_json_response() -> bool:
