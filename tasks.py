@@ -2,9 +2,10 @@
 
 from celery import shared_task
 
-from signpipe.extensions import INGEST_TASK, PIPELINE_TASK
+from signpipe.extensions import INGEST_TASK, PIPELINE_TASK, SWEEP_TASK
 from signpipe.ingest import ingest_upload
 from signpipe.processing import process_recording
+from signpipe.resumable import sweep_expired
 
 
 @shared_task(name=INGEST_TASK)
@@ -17,3 +18,9 @@ def ingest(job_id: str) -> str | None:
 def run_pipeline(recording_id: str) -> str | None:
     """Run the 8-stage pipeline on a stored recording."""
     return process_recording(recording_id)
+
+
+@shared_task(name=SWEEP_TASK)
+def sweep_uploads() -> int:
+    """Delete resumable uploads abandoned past their expiry (queued periodically by beat)."""
+    return sweep_expired()

@@ -30,6 +30,8 @@ class Config:
     # Unset means `make run` starts an embedded Redis on EMBEDDED_REDIS_PORT and exports its URL.
     REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     DATABASE_URL = os.environ.get("DATABASE_URL") or ""
+    # Prefix of every key the Celery broker writes, so several deployments can share one Redis.
+    BROKER_KEY_PREFIX = os.environ.get("BROKER_KEY_PREFIX", "")
     MAX_UPLOAD_BYTES = _int("MAX_UPLOAD_BYTES", 8 * GIB)
     MAX_EXTRACT_BYTES = _int("MAX_EXTRACT_BYTES", 0)  # 0 = 1.25 x MAX_UPLOAD_BYTES
     MAX_ARCHIVE_ENTRIES = _int("MAX_ARCHIVE_ENTRIES", 5000)

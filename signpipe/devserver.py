@@ -16,7 +16,7 @@ from honcho.manager import Manager
 
 from .config import PROJECT_ROOT
 
-SERVICES = ("web", "ingest", "pipeline")
+SERVICES = ("web", "ingest", "pipeline", "beat")
 
 
 def process_env() -> tuple[dict[str, str], list[str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import redis
 from celery import Celery, Task
 from celery.signals import worker_process_init
@@ -14,6 +16,7 @@ from .progress import ProgressStore, bind_store
 
 INGEST_TASK = "signpipe.ingest"
 PIPELINE_TASK = "signpipe.run_pipeline"
+SWEEP_TASK = "signpipe.sweep_uploads"
 
 
 def init_redis(app: Flask) -> None:
@@ -42,12 +45,24 @@ def celery_settings(config: dict) -> dict:
     return {
         "broker_url": config.get("CELERY_BROKER_URL") or config["REDIS_URL"],
         "task_ignore_result": True,  # the database holds every outcome
-        "task_routes": {INGEST_TASK: {"queue": "ingest"}, PIPELINE_TASK: {"queue": "pipeline"}},
+        "task_routes": {
+            INGEST_TASK: {"queue": "ingest"},
+            PIPELINE_TASK: {"queue": "pipeline"},
+            SWEEP_TASK: {"queue": "ingest"},
+        },
+        # Celery beat (a Procfile process) queues the sweep of abandoned resumable uploads.
+        "beat_schedule": {
+            "sweep-abandoned-uploads": {"task": SWEEP_TASK, "schedule": float(config["UPLOAD_SWEEP_SECONDS"])}
+        },
+        "beat_schedule_filename": str(Path(config["DATA_DIR"]) / "celerybeat-schedule"),
         "task_default_queue": "ingest",
         "task_acks_late": True,  # a job whose worker dies is redelivered, not lost
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,  # long jobs: never hold a second one hostage
-        "broker_transport_options": {"visibility_timeout": visibility},
+        "broker_transport_options": {
+            "visibility_timeout": visibility,
+            "global_keyprefix": config.get("BROKER_KEY_PREFIX", ""),
+        },
         "broker_connection_retry_on_startup": True,
         "task_always_eager": config.get("CELERY_ALWAYS_EAGER", False),
         "worker_hijack_root_logger": False,

@@ -26,7 +26,6 @@ from signpipe.db import normalize_url
 REDIS_URL = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/13"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BIN = Path(sys.executable).parent
-OWN_KEY_PATTERNS = ("extraction:*", "ingest", "pipeline", "_kombu.*", "unacked*", "celery*")
 
 
 def free_port() -> int:
@@ -41,6 +40,7 @@ class Stack:
     data_dir: Path
     redis: redis.Redis
     logs: Path
+    database_url: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
@@ -84,11 +84,16 @@ def _stop(stack: Stack) -> None:
             proc.wait(timeout=5)
 
 
-def _delete_own_keys(client: redis.Redis) -> None:
-    for pattern in OWN_KEY_PATTERNS:
-        keys = list(client.scan_iter(match=pattern, count=500))
-        if keys:
-            client.delete(*keys)
+def _delete_own_keys(client: redis.Redis, prefix: str, database_url: str) -> None:
+    """This stack's broker keys (its prefix) and the progress and lock keys of its own uploads."""
+    keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+    engine = create_engine(normalize_url(database_url))
+    with engine.connect() as conn:
+        keys += [f"extraction:{job}" for (job,) in conn.execute(text("SELECT id FROM upload_jobs"))]
+        keys += [f"tus-lock:{uid}" for (uid,) in conn.execute(text("SELECT id FROM tus_uploads"))]
+    engine.dispose()
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +164,8 @@ def stack(tmp_path_factory, database_url, redis_url):
     client = redis.Redis.from_url(redis_url)
     root = tmp_path_factory.mktemp("stack")
     port = free_port()
-    stack = Stack(f"http://127.0.0.1:{port}", root / "data", client, root / "logs")
+    tag = uuid.uuid4().hex[:6]
+    stack = Stack(f"http://127.0.0.1:{port}", root / "data", client, root / "logs", database_url)
     stack.logs.mkdir()
     env = {
         **os.environ,
@@ -171,9 +177,11 @@ def stack(tmp_path_factory, database_url, redis_url):
         "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
         "PIPELINE_STAGE_SECONDS": "0.2",
+        "WEB_TIMEOUT": "4",  # short, so a test can show a slow upload outlives it
+        "UPLOAD_SWEEP_SECONDS": "2",
+        "BROKER_KEY_PREFIX": f"test-{tag}:",
         "MAX_UPLOAD_BYTES": str(200 * 1024 * 1024),
     }
-    tag = uuid.uuid4().hex[:6]
     try:
         _start(stack, "web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env)
         for queue in ("ingest", "pipeline"):
@@ -194,6 +202,7 @@ def stack(tmp_path_factory, database_url, redis_url):
                 "INFO",
             ]
             _start(stack, queue, argv, env)
+        _start(stack, "beat", [str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "INFO"], env)
         _wait_until(lambda: requests.get(stack.url("/healthz"), timeout=2).ok, 30, "gunicorn", stack)
         for queue in ("ingest", "pipeline"):
             log = stack.logs / f"{queue}.log"
@@ -201,7 +210,7 @@ def stack(tmp_path_factory, database_url, redis_url):
         yield stack
     finally:
         _stop(stack)
-        _delete_own_keys(client)
+        _delete_own_keys(client, f"test-{tag}:", database_url)
 
 
 @pytest.hookimpl(hookwrapper=True)
