@@ -21,6 +21,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -119,6 +120,17 @@ def member_path(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A member that passed every check, ready to be written."""
+
+    target: Path
+    is_dir: bool
+    size: int
+    name: str
+    open: Callable[[], BinaryIO]
+
+
 class _Writer:
     """Creates checked members under one folder and enforces the budgets while writing."""
 
@@ -150,11 +162,18 @@ class _Writer:
                 raise UnsafeArchive("Archive entry is nested under a file", {"entry": name})
         return self.dest.joinpath(*rel.parts)
 
-    def expect(self, files: int, total_bytes: int) -> int:
-        """Announce what a fully inspected archive will write; checks the disk has room for it."""
-        self.total_files = files
-        _ensure_free_space(self.dest, total_bytes)
-        return total_bytes or 1
+    def write_plan(self, plan: list[Planned]) -> None:
+        """Write a fully inspected archive, once the disk is known to have room for it."""
+        files = [item for item in plan if not item.is_dir]
+        self.total_files = len(files)
+        total = sum(item.size for item in files) or 1
+        _ensure_free_space(self.dest, total)
+        for item in plan:
+            if item.is_dir:
+                self.make_dir(item.target)
+                continue
+            with item.open() as source:
+                self.write_file(item.target, source, item.name, lambda: self.bytes / total)
 
     def make_dir(self, target: Path) -> None:
         target.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -323,15 +342,10 @@ def _extract_zip(archive: Path, writer: _Writer) -> None:
             _zip_member_checks(fh, info, following, writer.limits)
             target = writer.claim(zip_name(info), info.is_dir())
             if target is not None:
-                plan.append((info, target))
-        files = [(info, target) for info, target in plan if not info.is_dir()]
-        total = writer.expect(len(files), sum(info.file_size for info, _ in files))
-        for info, target in plan:
-            if info.is_dir():
-                writer.make_dir(target)
-                continue
-            with zf.open(info) as source:
-                writer.write_file(target, source, info.orig_filename, lambda: writer.bytes / total)
+                plan.append(
+                    Planned(target, info.is_dir(), info.file_size, info.orig_filename, partial(zf.open, info))
+                )
+        writer.write_plan(plan)
 
 
 class _TruncatedTar(Exception):
@@ -373,14 +387,10 @@ def _extract_plain_tar(archive: Path, writer: _Writer) -> None:
             _check_budget(writer.limits, 0, declared)
             target = writer.claim(member.name, member.isdir())
             if target is not None:
-                plan.append((member, target))
-        files = [(m, t) for m, t in plan if not m.isdir()]
-        total = writer.expect(len(files), sum(m.size for m, _ in files))
-        for member, target in plan:
-            if member.isdir():
-                writer.make_dir(target)
-                continue
-            writer.write_file(target, tf.extractfile(member), member.name, lambda: writer.bytes / total)
+                plan.append(
+                    Planned(target, member.isdir(), member.size, member.name, partial(tf.extractfile, member))
+                )
+        writer.write_plan(plan)
         tf.fileobj.seek(tf.offset)
         _refuse_trailing_data(tf.fileobj)
 

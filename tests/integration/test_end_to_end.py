@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from factories import make_tar, make_zip, recording_files, track_rows, without
+from live import follow_extraction, wait_for_recording
 
 pytestmark = pytest.mark.integration
 SUPPORT_HEADER = ["ID", "Mounting Height", "Longitude", "Latitude"]
@@ -33,26 +34,6 @@ def upload(stack, path: Path) -> str:
         response = requests.post(stack.url("/upload"), files={"file": (path.name, fh)}, timeout=60)
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
-
-
-def follow_extraction(stack, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(stack.url(f"/extract_status/{job_id}"), timeout=5).json()
-        if body["status"] in ("done", "error"):
-            return body
-        time.sleep(0.3)
-    pytest.fail(f"extraction of {job_id} did not finish\n{stack.log_tail()}")
-
-
-def wait_for_recording(stack, rid: str, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(stack.url(f"/api/recordings/{rid}"), timeout=5).json()
-        if body["status"] in ("completed", "failed"):
-            return body
-        time.sleep(0.3)
-    pytest.fail(f"{rid} did not finish\n{stack.log_tail()}")
 
 
 def read_zip_csvs(content: bytes) -> dict[str, list[list[str]]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from factories import make_zip, recording_files
+from live import follow_extraction
 from sqlalchemy import create_engine, text
 
 from signpipe.db import normalize_url
@@ -21,16 +21,6 @@ from signpipe.db import normalize_url
 pytestmark = pytest.mark.integration
 CLIENT = Path(__file__).with_name("tus_client.py")
 TUS = {"Tus-Resumable": "1.0.0"}
-
-
-def follow(stack, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(stack.url(f"/extract_status/{job_id}"), timeout=5).json()
-        if body["status"] in ("done", "error"):
-            return body
-        time.sleep(0.2)
-    pytest.fail(f"job {job_id} did not finish\n{stack.log_tail()}")
 
 
 def create(stack, length: int, name: str) -> str:
@@ -65,7 +55,7 @@ def test_tuspy_killed_half_way_resumes_from_its_stored_url_and_the_file_is_ident
     upload_url = lines[-1].split()[1]
 
     job_id = requests.get(upload_url + "/job", timeout=5).json()["job_id"]
-    assert follow(stack, job_id)["recording_id"] == rid
+    assert follow_extraction(stack, job_id)["recording_id"] == rid
     mp4 = next(rel for rel in files if rel.endswith(".mp4"))
     stored = stack.data_dir / "recordings" / mp4
     assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(files[mp4]).digest()
@@ -90,7 +80,7 @@ def test_a_slow_upload_outlives_the_gunicorn_worker_timeout(stack, tmp_path):
         headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
     )
     assert response.status_code == 204, response.text
-    assert follow(stack, response.headers["Upload-Job-Id"])["status"] == "done"
+    assert follow_extraction(stack, response.headers["Upload-Job-Id"])["status"] == "done"
 
 
 def test_two_concurrent_patches_one_wins_and_the_file_stays_identical(stack, tmp_path):
@@ -122,7 +112,7 @@ def test_two_concurrent_patches_one_wins_and_the_file_stays_identical(stack, tmp
         thread.join(timeout=60)
     assert sorted(results)[0] == 204 and sorted(results)[1] in (409, 423), results
     job_id = requests.get(location + "/job", timeout=5).json()["job_id"]
-    assert follow(stack, job_id)["status"] == "done"
+    assert follow_extraction(stack, job_id)["status"] == "done"
     mp4 = next(rel for rel in files if rel.endswith(".mp4"))
     assert (stack.data_dir / "recordings" / mp4).read_bytes() == files[mp4]
 
@@ -156,5 +146,3 @@ def test_the_protocol_answers_over_real_http(stack):
     assert options.status_code == 204 and options.headers["Tus-Version"] == "1.0.0"
     refused = requests.post(stack.url("/files/"), headers={"Upload-Length": "5"}, timeout=5)
     assert refused.status_code == 412 and refused.headers["Tus-Resumable"] == "1.0.0"
-    with socket.create_connection(("127.0.0.1", int(stack.base_url.rsplit(":", 1)[1])), timeout=5):
-        pass
