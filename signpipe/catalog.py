@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from .db import db
-from .models import RECORDING_STATES, Recording, UploadJob
+from .models import RECORDING_STATES, Attempt, Recording, UploadJob
 
 MAX_PER_PAGE = 200
 
@@ -42,10 +42,15 @@ def recording_page(page: int = 1, per_page: int = 50, status: str | None = None)
 
 
 def get_recording(rid: str) -> dict | None:
-    """One recording as JSON-ready data, or None."""
+    """One recording as JSON-ready data with its attempts, or None."""
     with db.session() as session:
         row = session.get(Recording, rid)
-        return row.to_dict() if row else None
+        if row is None:
+            return None
+        attempts = session.scalars(
+            select(Attempt).where(Attempt.recording_id == rid).order_by(Attempt.number)
+        )
+        return {**row.to_dict(), "attempts": [attempt.to_dict() for attempt in attempts]}
 
 
 def recent_failed_uploads(limit: int = 10) -> list[dict]:

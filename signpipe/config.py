@@ -38,6 +38,16 @@ class Config:
     PIPELINE_COMMAND = os.environ.get("PIPELINE_COMMAND") or "./simulate_pipeline.sh"
     PIPELINE_STAGE_SECONDS = _float("PIPELINE_STAGE_SECONDS", 5)
     PIPELINE_TIMEOUT = _int("PIPELINE_TIMEOUT", 6 * 3600)
+    PIPELINE_MAX_ATTEMPTS = _int("PIPELINE_MAX_ATTEMPTS", 3)
+    # A running attempt writes a heartbeat this often; one silent for HEARTBEAT_TIMEOUT is lost.
+    HEARTBEAT_SECONDS = _float("HEARTBEAT_SECONDS", 15)
+    HEARTBEAT_TIMEOUT = _float("HEARTBEAT_TIMEOUT", 120)
+    # How often Celery beat queues the reaper, which recovers lost and stuck jobs.
+    REAPER_SECONDS = _float("REAPER_SECONDS", 30)
+    # An extraction whose progress has not moved for this long lost its worker.
+    EXTRACT_STALL_SECONDS = _float("EXTRACT_STALL_SECONDS", 300)
+    # Uploads and temp folders no live job owns are deleted after this long.
+    ORPHAN_AGE_SECONDS = _float("ORPHAN_AGE_SECONDS", 24 * 3600)
     PROGRESS_TTL_SECONDS = 3600
     # Unfinished resumable uploads answer 410 after this long without a PATCH, then are swept.
     UPLOAD_EXPIRY_SECONDS = _int("UPLOAD_EXPIRY_SECONDS", 24 * 3600)

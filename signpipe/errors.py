@@ -40,6 +40,10 @@ class PipelineFailed(SignpipeError):
     """The pipeline command failed; details holds the exit code and the last log lines."""
 
 
+class PipelineStopped(PipelineFailed):
+    """The run was stopped on purpose (cancelled, or its attempt taken over); details say why."""
+
+
 class StorageFull(SignpipeError):
     """The server's disk has no room for this upload or extraction."""
 

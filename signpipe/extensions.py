@@ -6,7 +6,7 @@ from pathlib import Path
 
 import redis
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from flask import Flask, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -17,6 +17,7 @@ from .progress import ProgressStore, bind_store
 INGEST_TASK = "signpipe.ingest"
 PIPELINE_TASK = "signpipe.run_pipeline"
 SWEEP_TASK = "signpipe.sweep_uploads"
+REAPER_TASK = "signpipe.reap"
 
 
 def init_redis(app: Flask) -> None:
@@ -49,16 +50,32 @@ def celery_settings(config: dict) -> dict:
             INGEST_TASK: {"queue": "ingest"},
             PIPELINE_TASK: {"queue": "pipeline"},
             SWEEP_TASK: {"queue": "ingest"},
+            REAPER_TASK: {"queue": "ingest"},
         },
         # Celery beat (a Procfile process) queues the sweep of abandoned resumable uploads.
         "beat_schedule": {
-            "sweep-abandoned-uploads": {"task": SWEEP_TASK, "schedule": float(config["UPLOAD_SWEEP_SECONDS"])}
+            "sweep-abandoned-uploads": {
+                "task": SWEEP_TASK,
+                "schedule": float(config["UPLOAD_SWEEP_SECONDS"]),
+            },
+            "reap-lost-and-stuck-jobs": {"task": REAPER_TASK, "schedule": float(config["REAPER_SECONDS"])},
         },
         "beat_schedule_filename": str(Path(config["DATA_DIR"]) / "celerybeat-schedule"),
         "task_default_queue": "ingest",
         "task_acks_late": True,  # a job whose worker dies is redelivered, not lost
-        "task_reject_on_worker_lost": True,
+        "task_reject_on_worker_lost": True,  # ...also when the pool process itself is killed
         "worker_prefetch_multiplier": 1,  # long jobs: never hold a second one hostage
+        # Limits below the visibility timeout, so a run ends before Redis would redeliver it.
+        "task_annotations": {
+            PIPELINE_TASK: {
+                "soft_time_limit": int(config["PIPELINE_TIMEOUT"]) + 300,
+                "time_limit": int(config["PIPELINE_TIMEOUT"]) + 600,
+            }
+        },
+        "broker_connection_max_retries": None,  # a worker waits for Redis however long it is away
+        "result_expires": 3600,  # no results are stored; bounds any that a tool asks for
+        "worker_send_task_events": True,  # for Flower and `celery events`
+        "task_send_sent_event": True,
         "broker_transport_options": {
             "visibility_timeout": visibility,
             "global_keyprefix": config.get("BROKER_KEY_PREFIX", ""),
@@ -80,6 +97,7 @@ def init_celery(app: Flask) -> Celery:
     # Pool children are forked from the worker that created the engine: pooled database
     # connections must not be shared across processes, so each child starts with its own.
     worker_process_init.connect(_fresh_db_connections, weak=False)
+    worker_ready.connect(_recover_after_crash(app), weak=False)
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(celery_settings(app.config))
     celery.set_default()
@@ -90,6 +108,20 @@ def init_celery(app: Flask) -> Celery:
 def _fresh_db_connections(**_kwargs) -> None:
     if db.engine is not None:
         db.engine.dispose(close=False)
+
+
+def _recover_after_crash(app: Flask):
+    """At a worker's start, what it ran before a crash is marked lost and queued again."""
+
+    def recover(sender=None, **_kwargs) -> None:
+        from .reaper import recover_worker
+
+        hostname = getattr(sender, "hostname", None)
+        if hostname:
+            with app.app_context():
+                recover_worker(hostname)
+
+    return recover
 
 
 def progress_store() -> ProgressStore:

@@ -8,12 +8,13 @@ import shutil
 from pathlib import Path
 
 from flask import current_app
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from . import archive
+from . import archive, jobs
 from .db import db
 from .errors import RecordingExists, ServiceUnavailable, SignpipeError
-from .extensions import INGEST_TASK, PIPELINE_TASK, progress_store, send_task
+from .extensions import INGEST_TASK, progress_store, send_task
 from .models import Recording, UploadJob, utcnow
 from .progress import ThrottledReporter, new_progress
 from .storage import DataLayout
@@ -69,13 +70,16 @@ def record_refused_upload(job_id: str, filename: str, size: int, exc: SignpipeEr
 
 def ingest_upload(job_id: str) -> str | None:
     """Task body. Returns the stored recording id, or None when the job was refused or not ours."""
-    with db.transaction() as session:
-        job = session.get(UploadJob, job_id)
-        if job is None or job.status != "uploaded":
-            log.warning("ingest %s skipped: job is %s", job_id, job and job.status)
-            return None
-        job.status = "extracting"
-        kind = job.archive_kind
+    with db.transaction() as session:  # an atomic claim: a redelivered message does nothing
+        claimed = session.execute(
+            update(UploadJob)
+            .where(UploadJob.id == job_id, UploadJob.status == "uploaded")
+            .values(status="extracting")
+        ).rowcount
+        kind = session.scalar(select(UploadJob.archive_kind).where(UploadJob.id == job_id))
+    if not claimed:
+        log.warning("ingest %s skipped: the job is not waiting for extraction", job_id)
+        return None
     paths = layout()
     upload = paths.uploads / f"{job_id}{archive_extension(kind)}"
     temp = paths.temp_for(job_id)
@@ -91,7 +95,7 @@ def ingest_upload(job_id: str) -> str | None:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         upload.unlink(missing_ok=True)
-    _queue_pipeline(rid)
+    jobs.queue_attempt(rid, "uploaded", allowed=("queued",))
     return rid
 
 
@@ -136,16 +140,6 @@ def _store_recording(job_id: str, rid: str, root: Path, target: Path, size: int)
     with db.transaction() as session:
         job = session.get(UploadJob, job_id)
         job.status, job.finished_at = "validated", utcnow()
-
-
-def _queue_pipeline(rid: str) -> None:
-    try:
-        send_task(PIPELINE_TASK, rid)
-    except Exception:
-        log.exception("could not queue the pipeline for %s", rid)
-        with db.transaction() as session:
-            rec = session.get(Recording, rid)
-            rec.status, rec.error = "failed", "Could not queue the pipeline job (broker unavailable)"
 
 
 def fail_job(job_id: str, exc: SignpipeError) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .pipeline import STAGES
 
 # Upload job states: uploaded -> extracting -> validated, or failed.
-# Recording states: queued -> processing (stage k/8) -> completed, or failed.
+# Recording states: queued -> processing (stage k/8) -> completed, failed or cancelled; each
+# run is an attempt: queued -> running -> completed, failed, cancelled or lost (worker died).
 JOB_STATES = ("uploaded", "extracting", "validated", "failed")
-RECORDING_STATES = ("queued", "processing", "completed", "failed")
+RECORDING_STATES = ("queued", "processing", "completed", "failed", "cancelled")
+ATTEMPT_FINAL_STATES = ("completed", "failed", "cancelled", "lost")
 
 
 def utcnow() -> datetime:
@@ -81,6 +83,8 @@ class Recording(Base):
     stage: Mapped[str | None] = mapped_column(String(64), nullable=True)
     stages: Mapped[list] = mapped_column(JSON, default=initial_stages)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    results_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)  # published results
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     error_details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
@@ -91,6 +95,7 @@ class Recording(Base):
     def to_dict(self) -> dict:
         return {
             "recording_id": self.id,
+            "attempt": self.attempt,
             "upload_job_id": self.upload_job_id,
             "status": self.status,
             "stage": self.stage,
@@ -104,7 +109,8 @@ class Recording(Base):
             "updated_at": iso(self.updated_at),
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
-            "results_available": self.status == "completed",
+            "results_available": self.results_attempt is not None,
+            "results_attempt": self.results_attempt,
         }
 
 
@@ -126,3 +132,42 @@ class TusUpload(Base):
         """An unfinished upload past its expiry; finished ones never expire."""
         expires = self.expires_at if self.expires_at.tzinfo else self.expires_at.replace(tzinfo=UTC)
         return self.completed_at is None and expires <= now
+
+
+class Attempt(Base):
+    """One run of the pipeline on a recording. Its token is what the queued message carries:
+    a task may only claim the attempt whose token it holds, and only while it is queued."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("recording_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recording_id: Mapped[str] = mapped_column(String(200), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+    def to_dict(self) -> dict:
+        return {
+            "number": self.number,
+            "status": self.status,
+            "reason": self.reason,
+            "worker": self.worker,
+            "queued_at": iso(self.queued_at),
+            "started_at": iso(self.started_at),
+            "heartbeat_at": iso(self.heartbeat_at),
+            "finished_at": iso(self.finished_at),
+            "error": self.error,
+            "exit_code": (self.error_details or {}).get("exit_code"),
+            "signal": (self.error_details or {}).get("signal"),
+            "stage": (self.error_details or {}).get("stage"),
+        }

@@ -8,17 +8,19 @@ with k counted from 1, and exits 0 only when every stage succeeded.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PipelineFailed
+from .errors import PipelineFailed, PipelineStopped
 
 STAGES = (
     "s0_detection",
@@ -33,6 +35,9 @@ STAGES = (
 RESULT_FILES = ("supports.csv", "signs.csv")
 TAIL_LINES = 50
 KILL_GRACE_SECONDS = 10
+MONITOR_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,39 +76,70 @@ def result_paths(output_dir: Path) -> dict[str, Path]:
     return {name: output_dir / STAGES[-1] / name for name in RESULT_FILES}
 
 
-class _Watchdog:
-    """Ends the command's whole process group once the time limit passes."""
+class _Monitor(threading.Thread):
+    """Watches a running command: its time limit, and `check()` (heartbeat, cancellation).
 
-    def __init__(self, proc: subprocess.Popen, timeout: float):
+    `check()` runs every MONITOR_SECONDS and returns a reason to stop, or None; stopping ends
+    the command's whole process group.
+    """
+
+    def __init__(self, proc: subprocess.Popen, timeout: float, check: Callable[[], str | None]):
+        super().__init__(daemon=True)
         self.proc = proc
-        self.fired = False
-        self.timer = threading.Timer(timeout, self._fire)
-        self.timer.daemon = True
+        self.deadline = time.monotonic() + timeout
+        self.check = check
+        self.stopped: str | None = None
+        self.done = threading.Event()
 
-    def _fire(self) -> None:
-        self.fired = True
-        terminate_group(self.proc)
+    def run(self) -> None:
+        while not self.done.wait(MONITOR_SECONDS):
+            reason = "timeout" if time.monotonic() >= self.deadline else self._checked()
+            if reason:
+                self.stopped = reason
+                terminate_group(self.proc)
+                return
+
+    def _checked(self) -> str | None:
+        try:
+            return self.check()
+        except Exception:  # a failed heartbeat must not kill the run; the reaper judges staleness
+            log.warning("pipeline monitor check failed", exc_info=True)
+            return None
 
     def __enter__(self):
-        self.timer.start()
+        self.start()
         return self
 
     def __exit__(self, *exc):
-        self.timer.cancel()
+        self.done.set()
+        self.join(timeout=5)
 
 
 def terminate_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
-    """TERM the process group, then KILL it if it has not gone after the grace period."""
+    """TERM the command's process group, then KILL what is still running after the grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader if it has exited
+            if not group_alive(proc.pid):
+                return
+            time.sleep(0.05)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies waiting for a reaper do not count)."""
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
         try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
             continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def run_pipeline(
@@ -114,8 +150,12 @@ def run_pipeline(
     on_event: Callable[[StageEvent], None],
     timeout: float,
     env: dict | None = None,
+    check: Callable[[], str | None] = lambda: None,
 ) -> None:
-    """Run `command <recording_dir> <output_dir>`; return on success, raise PipelineFailed."""
+    """Run `command <recording_dir> <output_dir>`; return on success, raise PipelineFailed.
+
+    The command runs in its own process group, which is gone when this returns or raises.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = shlex.split(command) + [str(recording_dir), str(output_dir)]
@@ -136,7 +176,7 @@ def run_pipeline(
     except OSError as exc:
         raise PipelineFailed(f"The pipeline command could not start: {exc}", {"command": argv}) from exc
     try:
-        with _Watchdog(proc, timeout) as watchdog, open(log_path, "a", encoding="utf-8") as log:
+        with _Monitor(proc, timeout, check) as monitor, open(log_path, "a", encoding="utf-8") as log:
             for line in proc.stdout:
                 log.write(line)
                 log.flush()
@@ -147,15 +187,19 @@ def run_pipeline(
                     on_event(event)
             code = proc.wait()
     finally:
-        if proc.poll() is None:
-            terminate_group(proc)
-    _raise_on_failure(code, watchdog.fired, timeout, current, tail, output_dir)
+        terminate_group(proc)  # the script may have left children behind, even after exiting
+    _raise_on_failure(code, monitor.stopped, timeout, current, tail, output_dir)
 
 
-def _raise_on_failure(code, timed_out, timeout, stage, tail, output_dir) -> None:
+def _raise_on_failure(code, stopped, timeout, stage, tail, output_dir) -> None:
     details = {"exit_code": code, "stage": stage, "log_tail": list(tail)}
-    if timed_out:
+    if stopped == "timeout":
+        details["reason"] = "timeout"
         raise PipelineFailed(f"The pipeline timed out after {timeout:g} s in stage {stage}", details)
+    if stopped:
+        raise PipelineStopped(
+            f"The pipeline was stopped ({stopped}) in stage {stage}", dict(details, reason=stopped)
+        )
     if code < 0:
         details["signal"] = signal.Signals(-code).name
         raise PipelineFailed(f"The pipeline was killed by {details['signal']} in stage {stage}", details)

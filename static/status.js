@@ -3,6 +3,7 @@
   "use strict";
   const REFRESH_MS = 10000;
   const box = document.getElementById("status-table");
+  let timer = null;
   function localTimes(root) {
     root.querySelectorAll("time[datetime]").forEach((t) => {
       const d = new Date(t.getAttribute("datetime"));
@@ -16,8 +17,26 @@
       .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
       .then((html) => { box.innerHTML = html; localTimes(box); })
       .catch(() => {})
-      .finally(() => setTimeout(refresh, REFRESH_MS));
+      .finally(() => { timer = setTimeout(refresh, REFRESH_MS); });
+  }
+  // Row actions: cancel, retry, re-run, delete (the destructive ones ask first).
+  box.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+    const { action, rid } = button.dataset;
+    const url = "/api/recordings/" + encodeURIComponent(rid) + (action === "delete" ? "" : "/" + action);
+    button.disabled = true;
+    fetch(url, { method: action === "delete" ? "DELETE" : "POST", headers: { Accept: "application/json" } })
+      .then((r) => r.json().then((body) => ({ ok: r.ok, body })))
+      .then(({ ok, body }) => { if (!ok) window.alert(body.error || "The action failed."); })
+      .catch(() => window.alert("The server did not answer; try again."))
+      .finally(reloadNow);
+  });
+  function reloadNow() {
+    clearTimeout(timer);
+    refresh();
   }
   localTimes(box);
-  setTimeout(refresh, REFRESH_MS);
+  timer = setTimeout(refresh, REFRESH_MS);
 })();

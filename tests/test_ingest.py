@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 from factories import make_tar, make_zip, recording_files, without
+from sqlalchemy import select
 
 from signpipe.db import db
 from signpipe.ingest import ingest_upload
-from signpipe.models import Recording, UploadJob
+from signpipe.models import Attempt, Recording, UploadJob
 from signpipe.processing import process_recording
 from signpipe.progress import get_extraction_progress
 
@@ -39,6 +40,14 @@ def leftovers(app) -> list[Path]:
     return [p for d in ("uploads", "temp_extracts") for p in (root / d).iterdir()]
 
 
+def current_token(rid: str) -> str:
+    """The token the queued message of the recording's current attempt carries."""
+    with db.session() as session:
+        number = session.get(Recording, rid).attempt
+        query = select(Attempt.token).where(Attempt.recording_id == rid, Attempt.number == number)
+        return session.scalar(query)
+
+
 def row(model, key):
     with db.session() as session:
         return session.get(model, key)
@@ -57,12 +66,13 @@ def test_valid_upload_is_extracted_stored_and_processed(app, client, tmp_path, n
     assert (stored / "device-7f3a").is_dir()
     assert leftovers(app) == []
 
-    assert process_recording(RID) == "completed"
+    assert process_recording(RID, current_token(RID)) == "completed"
     rec = row(Recording, RID)
     assert (rec.stage_index, rec.stage) == (8, "s7_export_csv")
     assert [s["state"] for s in rec.stages] == ["done"] * 8
     assert rec.started_at and rec.finished_at
-    assert (stored / "logs" / "pipeline.log").is_file()
+    assert (stored / "logs" / "pipeline-1.log").is_file()
+    assert rec.attempt == 1
 
 
 def test_invalid_tree_is_refused_with_every_problem_and_leaves_nothing(app, client, tmp_path):
@@ -119,13 +129,14 @@ def test_failed_pipeline_records_the_stage_and_log_tail(app, client, tmp_path, m
     monkeypatch.setenv("PIPELINE_FAIL_AT", "s4_classification")
     job_id = upload(client, make_zip(tmp_path / "a.zip", recording_files(RID)).read_bytes(), "a.zip")
     ingest_upload(job_id)
-    assert process_recording(RID) == "failed"
+    token = current_token(RID)
+    assert process_recording(RID, token) == "failed"
     rec = row(Recording, RID)
     assert "s4_classification" in rec.error and "exit code 3" in rec.error
     assert any("simulated failure" in line for line in rec.error_details["log_tail"])
     states = {s["name"]: s["state"] for s in rec.stages}
     assert states["s3_small_track_filter"] == "done" and states["s4_classification"] == "failed"
-    assert process_recording(RID) is None  # a failed recording is not re-run by a stray message
+    assert process_recording(RID, token) is None  # a redelivered message does not run it again
 
 
 def test_redis_outage_during_extraction_costs_only_live_progress(app, client, tmp_path):

@@ -37,7 +37,7 @@ def test_api_lists_newest_first_with_counts_and_pages(app, client):
     body = client.get("/api/recordings?per_page=3").get_json()
     assert [r["recording_id"] for r in body["recordings"]] == ["REC_0", "REC_1", "REC_2"]
     assert (body["total"], body["pages"]) == (7, 3)
-    assert body["counts"] == {"queued": 4, "processing": 0, "completed": 3, "failed": 0}
+    assert body["counts"] == {"queued": 4, "processing": 0, "completed": 3, "failed": 0, "cancelled": 0}
     page3 = client.get("/api/recordings?per_page=3&page=3").get_json()
     assert [r["recording_id"] for r in page3["recordings"]] == ["REC_6"]
     done = client.get("/api/recordings?status=completed").get_json()
@@ -60,7 +60,7 @@ def test_api_detail_shows_stages_and_404s_unknown(app, client):
 
 
 def test_download_gives_a_zip_with_both_csvs(app, client):
-    add("REC_D", "completed")
+    add("REC_D", "completed", results_attempt=1)
     write_results(app, "REC_D")
     response = client.get("/download/REC_D")
     assert response.status_code == 200
@@ -79,7 +79,7 @@ def test_download_is_404_for_unfinished_unknown_or_bad_ids(app, client, rid):
 def test_status_page_shows_stage_checklist_failure_and_download(app, client):
     add("REC_P", "processing", stage="s2_tracking", stage_index=3)
     add("REC_F", "failed", error="The pipeline failed in stage s4_classification (exit code 3)")
-    add("REC_C", "completed")
+    add("REC_C", "completed", results_attempt=1)
     html = client.get("/status").get_data(as_text=True)
     assert "s2_tracking (3/8)" in html
     assert "exit code 3" in html

@@ -8,6 +8,7 @@ from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import RecordingExists, ServiceUnavailable, SignpipeError, StorageFull, UploadRejected
+from ..jobs import ActionRefused
 
 log = logging.getLogger(__name__)
 API_PREFIXES = ("/api/", "/upload", "/extract_status/", "/healthz", "/download/", "/files")
@@ -52,6 +53,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(SignpipeError)
     def domain_error(exc: SignpipeError):
         return error_response(status_for(exc), exc.message, exc.details)
+
+    @app.errorhandler(ActionRefused)
+    def action_refused(exc: ActionRefused):
+        return error_response(exc.status, exc.message)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -53,9 +53,9 @@ def show_recording(rid: str):
 
 @bp.get("/download/<rid>")
 def download(rid: str):
-    """`<rid>_results.zip` with supports.csv and signs.csv; 404 unless the recording completed."""
+    """`<rid>_results.zip` with supports.csv and signs.csv of the last completed attempt, or 404."""
     recording = get_recording_or_404(rid)
-    if recording["status"] != "completed":
+    if not recording["results_available"]:
         abort(404, description=f"Results of '{rid}' are not ready (status: {recording['status']})")
     payload = results_zip(DataLayout(Path(current_app.config["DATA_DIR"])).results(rid))
     if payload is None:

@@ -74,7 +74,7 @@ def test_operator_uploads_a_recording_and_downloads_results_along_its_own_track(
     assert len(tables["supports.csv"]) > 2
     assert all((round(float(r[3]), 6), round(float(r[2]), 6)) in track for r in tables["supports.csv"][1:])
 
-    assert (stack.data_dir / "recordings" / rid / "logs" / "pipeline.log").is_file()
+    assert (stack.data_dir / "recordings" / rid / "logs" / "pipeline-1.log").is_file()
     assert leftovers(stack) == []
     status_page = requests.get(stack.url("/status"), timeout=5).text
     assert rid in status_page and f"/download/{rid}" in status_page
