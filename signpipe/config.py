@@ -44,6 +44,8 @@ class Config:
     HEARTBEAT_TIMEOUT = _float("HEARTBEAT_TIMEOUT", 120)
     # How often Celery beat queues the reaper, which recovers lost and stuck jobs.
     REAPER_SECONDS = _float("REAPER_SECONDS", 30)
+    # A job queued this long whose message is in neither the queue nor the unacked set is re-sent.
+    RESEND_AFTER_SECONDS = _float("RESEND_AFTER_SECONDS", 60)
     # An extraction whose progress has not moved for this long lost its worker.
     EXTRACT_STALL_SECONDS = _float("EXTRACT_STALL_SECONDS", 300)
     # Uploads and temp folders no live job owns are deleted after this long.

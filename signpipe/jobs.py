@@ -89,6 +89,12 @@ def claim(rid: str, token: str, worker: str) -> Attempt | None:
         return attempt
 
 
+def record_process_group(token: str, pgid: int) -> None:
+    """Where the attempt's script runs, so a recovery on the same host can end what is left."""
+    with db.transaction() as session:
+        session.execute(update(Attempt).where(Attempt.token == token).values(process_group=pgid))
+
+
 def heartbeat(token: str) -> str | None:
     """Record that the attempt is alive; returns why it must stop (cancel, superseded), or None."""
     with db.transaction() as session:

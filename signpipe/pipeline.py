@@ -8,6 +8,8 @@ with k counted from 1, and exits 0 only when every stage succeeded.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import shlex
@@ -36,6 +38,7 @@ RESULT_FILES = ("supports.csv", "signs.csv")
 TAIL_LINES = 50
 KILL_GRACE_SECONDS = 10
 MONITOR_SECONDS = 1.0
+PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,23 @@ def terminate_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -
             time.sleep(0.05)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the worker process that started it dies."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def kill_group(pgid: int) -> bool:
+    """SIGKILL what is left of a process group (a lost attempt's); True if anything was there."""
+    if not group_alive(pgid):
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of the group still runs (zombies waiting for a reaper do not count)."""
     for stat_file in Path("/proc").glob("[0-9]*/stat"):
@@ -151,10 +171,12 @@ def run_pipeline(
     timeout: float,
     env: dict | None = None,
     check: Callable[[], str | None] = lambda: None,
+    on_start: Callable[[int], None] = lambda _pgid: None,
 ) -> None:
     """Run `command <recording_dir> <output_dir>`; return on success, raise PipelineFailed.
 
-    The command runs in its own process group, which is gone when this returns or raises.
+    The command runs in its own process group, which is gone when this returns or raises; if
+    this process is killed, the kernel kills the command too (and the reaper its group).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +190,7 @@ def run_pipeline(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             env={**os.environ, **(env or {})},
             text=True,
             bufsize=1,
@@ -175,6 +198,7 @@ def run_pipeline(
         )
     except OSError as exc:
         raise PipelineFailed(f"The pipeline command could not start: {exc}", {"command": argv}) from exc
+    on_start(proc.pid)
     try:
         with _Monitor(proc, timeout, check) as monitor, open(log_path, "a", encoding="utf-8") as log:
             for line in proc.stdout:

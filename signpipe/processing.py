@@ -41,6 +41,7 @@ def process_recording(rid: str, token: str, worker: str = "") -> str | None:
             timeout=cfg["PIPELINE_TIMEOUT"],
             env={"PIPELINE_STAGE_SECONDS": str(cfg["PIPELINE_STAGE_SECONDS"])},
             check=Heartbeat(token, cfg["HEARTBEAT_SECONDS"]),
+            on_start=lambda pgid: jobs.record_process_group(token, pgid),
         )
     except PipelineStopped as exc:
         shutil.rmtree(output, ignore_errors=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,10 +21,10 @@ from .errors import SignpipeError
 from .extensions import INGEST_TASK, progress_store, send_task
 from .ingest import fail_job
 from .models import Attempt, Recording, UploadJob, utcnow
+from .pipeline import kill_group
 from .storage import DataLayout
 
 log = logging.getLogger(__name__)
-RESEND_AFTER_SECONDS = 60
 
 
 def reap() -> dict[str, int]:
@@ -47,6 +48,7 @@ def mark_lost(attempt_id: int, why: str) -> bool:
         attempt = session.get(Attempt, attempt_id)
     if not lost:
         return False
+    _end_leftover_processes(attempt)
     rid, number, cap = attempt.recording_id, attempt.number, current_app.config["PIPELINE_MAX_ATTEMPTS"]
     log.warning("recording %s: attempt %d lost (%s)", rid, number, why)
     if number < cap:
@@ -61,6 +63,13 @@ def mark_lost(attempt_id: int, why: str) -> bool:
             rec.status, rec.finished_at = "failed", utcnow()
             rec.error = f"failed: worker lost ({number} attempts)"
     return True
+
+
+def _end_leftover_processes(attempt: Attempt) -> None:
+    """A lost attempt's script may outlive its worker: end its group if it runs on this host."""
+    host = (attempt.worker or "").rpartition("@")[2]
+    if attempt.process_group and host == socket.gethostname() and kill_group(attempt.process_group):
+        log.warning("recording %s: killed what was left of attempt %d", attempt.recording_id, attempt.number)
 
 
 def requeue_stale_attempts() -> int:
@@ -95,7 +104,7 @@ def _broker_holds(queue: str, needle: str) -> bool:
 
 def resend_lost_messages() -> int:
     """Jobs the database says are queued but whose message the broker lost (an empty restart)."""
-    cutoff = utcnow() - timedelta(seconds=RESEND_AFTER_SECONDS)
+    cutoff = utcnow() - timedelta(seconds=current_app.config["RESEND_AFTER_SECONDS"])
     with db.session() as session:
         attempts = session.execute(
             select(Attempt.recording_id, Attempt.token).where(

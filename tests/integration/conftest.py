@@ -41,10 +41,22 @@ class Stack:
     redis: redis.Redis
     logs: Path
     database_url: str
+    env: dict = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def restart(self, name: str, kill: bool = False) -> None:
+        """Stop one process (SIGKILL to its whole group when `kill`) and start it again."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        proc.wait(timeout=30)
+        self.start_again(name)
+
+    def start_again(self, name: str) -> None:
+        """Start a stopped process with the arguments and settings it had."""
+        _start(self, name, self.procs[name].args, self.env)
 
     def log_tail(self, lines: int = 40) -> str:
         out = []
@@ -54,7 +66,7 @@ class Stack:
 
 
 def _start(stack: Stack, name: str, argv: list[str], env: dict) -> None:
-    with open(stack.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy of the fd
+    with open(stack.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the fd
         stack.procs[name] = subprocess.Popen(
             argv, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -159,8 +171,11 @@ def database_url(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, database_url, redis_url):
-    """Gunicorn (2 gthread workers), an ingest worker and a pipeline worker, all real processes."""
+def stack(request, tmp_path_factory, database_url, redis_url):
+    """Gunicorn (2 gthread workers), an ingest worker and a pipeline worker, all real processes.
+
+    A test module may set STACK_ENV to change settings for its own stack.
+    """
     client = redis.Redis.from_url(redis_url)
     root = tmp_path_factory.mktemp("stack")
     port = free_port()
@@ -181,7 +196,9 @@ def stack(tmp_path_factory, database_url, redis_url):
         "UPLOAD_SWEEP_SECONDS": "2",
         "BROKER_KEY_PREFIX": f"test-{tag}:",
         "MAX_UPLOAD_BYTES": str(200 * 1024 * 1024),
+        **getattr(request.module, "STACK_ENV", {}),
     }
+    stack.env = env
     try:
         _start(stack, "web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], env)
         for queue in ("ingest", "pipeline"):
