@@ -45,9 +45,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .web import actions, health, pages, recordings, tus_routes, upload_routes
+    from .web import actions, health, logs, pages, recordings, tus_routes, upload_routes
 
-    for module in (pages, upload_routes, tus_routes, recordings, actions, health):
+    for module in (pages, upload_routes, tus_routes, recordings, actions, logs, health):
         app.register_blueprint(module.bp)
 
 

@@ -48,6 +48,8 @@ class Config:
     RESEND_AFTER_SECONDS = _float("RESEND_AFTER_SECONDS", 60)
     # An extraction whose progress has not moved for this long lost its worker.
     EXTRACT_STALL_SECONDS = _float("EXTRACT_STALL_SECONDS", 300)
+    # /healthz reports trouble when DATA_DIR has less free space than this (default 8 GiB).
+    MIN_FREE_BYTES = _int("MIN_FREE_BYTES", 8 * GIB)
     # Uploads and temp folders no live job owns are deleted after this long.
     ORPHAN_AGE_SECONDS = _float("ORPHAN_AGE_SECONDS", 24 * 3600)
     PROGRESS_TTL_SECONDS = 3600

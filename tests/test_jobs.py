@@ -216,3 +216,29 @@ def test_reaper_deletes_old_orphans_and_keeps_live_files(app, client, tmp_path):
     os.utime(live, (time.time() - 7 * 86400,) * 2)
     assert reaper.reap()["orphans"] == 1
     assert not orphan.exists() and live.exists()
+
+
+def test_recording_page_shows_attempts_stages_log_and_actions(client, stored, monkeypatch):
+    monkeypatch.setenv("PIPELINE_FAIL_AT", "s1_small_sign_filter")
+    run(1)
+    html = client.get(f"/recordings/{RID}").get_data(as_text=True)
+    assert "exit 3" in html and "s1_small_sign_filter" in html
+    assert 'data-action="retry"' in html and 'data-action="delete"' in html
+    assert f"/recordings/{RID}/log?attempt=1" in html
+    tail = client.get(f"/api/recordings/{RID}/log?lines=5")
+    assert tail.status_code == 200 and tail.mimetype == "text/plain"
+    assert len(tail.get_data(as_text=True).strip().splitlines()) == 5
+    full = client.get(f"/recordings/{RID}/log?attempt=1")
+    assert "attachment" in full.headers["Content-Disposition"]
+    assert "event=stage_start stage=s0_detection" in full.get_data(as_text=True)
+    assert client.get(f"/recordings/{RID}/log?attempt=7").status_code == 404
+    assert client.get("/recordings/UNKNOWN").status_code == 404
+
+
+def test_status_page_shows_workers_and_queue_lengths(client, stored, monkeypatch):
+    from signpipe import monitor
+
+    monkeypatch.setattr(monitor, "workers_by_queue", lambda: {"ingest": ["i@n"], "pipeline": []})
+    html = client.get("/status").get_data(as_text=True)
+    assert "Workers online" in html and "pipeline 0 (none!)" in html
+    assert f'href="/recordings/{RID}"' in html

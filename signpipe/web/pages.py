@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
 
+from .. import monitor
 from ..catalog import active_uploads, recent_failed_uploads, recording_page
 from ..pipeline import STAGES
-from .recordings import page_args
+from .recordings import get_recording_or_404, page_args
 
 bp = Blueprint("pages", __name__)
 
@@ -30,4 +31,19 @@ def status():
         stages=STAGES,
         active=active_uploads(),
         refused=recent_failed_uploads(),
+        service=service_summary(),
     )
+
+
+def service_summary() -> dict | None:
+    """Workers online and queue lengths for the status page; None when Redis does not answer."""
+    try:
+        return {"workers": monitor.workers_by_queue(), "queues": monitor.queue_lengths()}
+    except Exception:
+        return None
+
+
+@bp.get("/recordings/<rid>")
+def recording(rid: str):
+    """One recording: its attempts, stage times, live log and actions."""
+    return render_template("recording.html", rec=get_recording_or_404(rid), stages=STAGES)

@@ -1,0 +1,66 @@
+"""What the service can say about itself: workers, queues, job ages, disk. Used by /healthz and /status."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from .db import db
+from .models import Attempt, UploadJob, utcnow
+
+QUEUES = ("ingest", "pipeline")
+WORKER_CACHE_SECONDS = 10
+_workers_cache: dict = {"at": 0.0, "value": None}
+
+
+def workers_by_queue() -> dict[str, list[str]]:
+    """Celery workers that answered a ping, per queue they consume (cached for a few seconds)."""
+    if time.monotonic() - _workers_cache["at"] < WORKER_CACHE_SECONDS and _workers_cache["value"] is not None:
+        return _workers_cache["value"]
+    replies = current_app.extensions["celery"].control.inspect(timeout=1.0).active_queues() or {}
+    by_queue: dict[str, list[str]] = {queue: [] for queue in QUEUES}
+    for worker, queues in replies.items():
+        for queue in queues:
+            by_queue.setdefault(queue["name"], []).append(worker)
+    _workers_cache.update(at=time.monotonic(), value=by_queue)
+    return by_queue
+
+
+def queue_lengths() -> dict[str, int]:
+    """Messages waiting in each queue."""
+    client = current_app.extensions["redis"]
+    prefix = current_app.config.get("BROKER_KEY_PREFIX", "")
+    return {queue: int(client.llen(f"{prefix}{queue}")) for queue in QUEUES}
+
+
+def job_ages() -> dict[str, float | int | None]:
+    """Age of the oldest waiting job, and how many running attempts have a stale heartbeat."""
+    now = utcnow()
+    stale_before = now - timedelta(seconds=current_app.config["HEARTBEAT_TIMEOUT"])
+    with db.session() as session:
+        oldest_attempt = session.scalar(select(func.min(Attempt.queued_at)).where(Attempt.status == "queued"))
+        oldest_upload = session.scalar(
+            select(func.min(UploadJob.created_at)).where(UploadJob.status == "uploaded")
+        )
+        stale = session.scalar(
+            select(func.count()).where(Attempt.status == "running", Attempt.heartbeat_at < stale_before)
+        )
+    oldest = min((t for t in (oldest_attempt, oldest_upload) if t is not None), default=None)
+    return {"oldest_queued_seconds": _age(oldest, now), "stale_heartbeats": stale}
+
+
+def _age(moment, now) -> float | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=now.tzinfo)
+    return round((now - moment).total_seconds(), 1)
+
+
+def free_disk() -> dict[str, int]:
+    usage = shutil.disk_usage(current_app.config["DATA_DIR"])
+    return {"free_bytes": usage.free, "total_bytes": usage.total}
