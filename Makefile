@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench flower clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Optional: Celery's monitoring UI on 127.0.0.1:$FLOWER_PORT (5555), basic auth from FLOWER_BASIC_AUTH.
+flower: $(STAMP)
+	$(BIN)/python -m signpipe.flower
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
