@@ -21,7 +21,15 @@ def main() -> None:
         sys.exit("Set FLOWER_BASIC_AUTH=user:password (in the environment or .env) to start Flower.")
     port = os.environ.get("FLOWER_PORT", "5555")
     celery = os.path.join(os.path.dirname(sys.executable), "celery")
-    argv = [celery, "-A", "celery_app", "flower", "--address=127.0.0.1", f"--port={port}", f"--basic-auth={auth}"]
+    argv = [
+        celery,
+        "-A",
+        "celery_app",
+        "flower",
+        "--address=127.0.0.1",
+        f"--port={port}",
+        f"--basic-auth={auth}",
+    ]
     if os.environ.get("FLOWER_URL_PREFIX"):
         argv.append(f"--url-prefix={os.environ['FLOWER_URL_PREFIX']}")
     os.chdir(PROJECT_ROOT)
