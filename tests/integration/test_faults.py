@@ -9,13 +9,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 import requests
 from factories import make_zip, recording_files
-from live import follow_extraction, poll, wait_for_recording
+from live import follow_extraction, poll, script_processes, upload, wait_for_recording
 
 pytestmark = pytest.mark.integration
 STACK_ENV = {
@@ -27,16 +26,6 @@ STACK_ENV = {
 }
 
 
-def upload(stack, tmp_path: Path, rid: str) -> str:
-    archive = make_zip(tmp_path / f"{rid}.zip", recording_files(rid))
-    with open(archive, "rb") as fh:
-        job_id = requests.post(stack.url("/upload"), files={"file": (archive.name, fh)}, timeout=30).json()[
-            "job_id"
-        ]
-    assert follow_extraction(stack, job_id)["status"] == "done"
-    return rid
-
-
 def wait_for_stage(stack, rid: str, stage: int, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,20 +34,6 @@ def wait_for_stage(stack, rid: str, stage: int, timeout: float = 30) -> dict:
             return body
         time.sleep(0.05)
     pytest.fail(f"{rid} never reached stage {stage}\n{stack.log_tail()}")
-
-
-def script_processes(rid: str) -> list[psutil.Process]:
-    """Any process of the pipeline still working on this recording."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if (
-            "simulate_pipeline.sh" in cmdline
-            and rid in cmdline
-            and proc.info["status"] != psutil.STATUS_ZOMBIE
-        ):
-            found.append(proc)
-    return found
 
 
 def pool_process(stack) -> psutil.Process:
