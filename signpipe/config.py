@@ -39,6 +39,9 @@ class Config:
     PIPELINE_STAGE_SECONDS = _float("PIPELINE_STAGE_SECONDS", 5)
     PIPELINE_TIMEOUT = _int("PIPELINE_TIMEOUT", 6 * 3600)
     PIPELINE_MAX_ATTEMPTS = _int("PIPELINE_MAX_ATTEMPTS", 3)
+    # Redis redelivers a message unacknowledged this long; 0 = PIPELINE_TIMEOUT + 1 h, so a run
+    # always ends (or is killed) before its message could come back.
+    BROKER_VISIBILITY_TIMEOUT = _int("BROKER_VISIBILITY_TIMEOUT", 0)
     # A running attempt writes a heartbeat this often; one silent for HEARTBEAT_TIMEOUT is lost.
     HEARTBEAT_SECONDS = _float("HEARTBEAT_SECONDS", 15)
     HEARTBEAT_TIMEOUT = _float("HEARTBEAT_TIMEOUT", 120)

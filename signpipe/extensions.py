@@ -42,7 +42,7 @@ def bind_redis(app: Flask, client: redis.Redis) -> None:
 
 def celery_settings(config: dict) -> dict:
     """Celery configuration derived from the app's settings."""
-    visibility = int(config["PIPELINE_TIMEOUT"]) + 3600
+    visibility = int(config.get("BROKER_VISIBILITY_TIMEOUT") or 0) or int(config["PIPELINE_TIMEOUT"]) + 3600
     return {
         "broker_url": config.get("CELERY_BROKER_URL") or config["REDIS_URL"],
         "task_ignore_result": True,  # the database holds every outcome
@@ -78,6 +78,9 @@ def celery_settings(config: dict) -> dict:
         "task_send_sent_event": True,
         "broker_transport_options": {
             "visibility_timeout": visibility,
+            # Look for messages past their visibility timeout every few seconds, not minutes.
+            "unacked_restore_interval": max(1, min(10, visibility // 3)),
+            "unacked_restore_throttle": 1,
             "global_keyprefix": config.get("BROKER_KEY_PREFIX", ""),
         },
         "broker_connection_retry_on_startup": True,
