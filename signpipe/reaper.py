@@ -51,7 +51,10 @@ def mark_lost(attempt_id: int, why: str) -> bool:
     _end_leftover_processes(attempt)
     rid, number, cap = attempt.recording_id, attempt.number, current_app.config["PIPELINE_MAX_ATTEMPTS"]
     log.warning("recording %s: attempt %d lost (%s)", rid, number, why)
-    if number < cap:
+    paths = DataLayout(Path(current_app.config["DATA_DIR"]))
+    shutil.rmtree(paths.recording(rid) / f"results.attempt-{number}", ignore_errors=True)
+    lost_in_a_row = _lost_in_a_row(rid)
+    if lost_in_a_row < cap:
         try:
             jobs.queue_attempt(rid, f"attempt {number} lost: {why}", allowed=("processing",))
         except jobs.ActionRefused as exc:
@@ -61,8 +64,22 @@ def mark_lost(attempt_id: int, why: str) -> bool:
         rec = session.get(Recording, rid)
         if rec is not None and rec.attempt == number:
             rec.status, rec.finished_at = "failed", utcnow()
-            rec.error = f"failed: worker lost ({number} attempts)"
+            rec.error = f"failed: worker lost ({lost_in_a_row} attempts)"
     return True
+
+
+def _lost_in_a_row(rid: str) -> int:
+    """Attempts lost one after another, up to the latest: a user's retry starts a new count."""
+    with db.session() as session:
+        statuses = session.scalars(
+            select(Attempt.status).where(Attempt.recording_id == rid).order_by(Attempt.number.desc())
+        ).all()
+    count = 0
+    for status in statuses:
+        if status != "lost":
+            break
+        count += 1
+    return count
 
 
 def _end_leftover_processes(attempt: Attempt) -> None:
@@ -121,7 +138,11 @@ def resend_lost_messages() -> int:
             resent += 1
     for job_id in uploads:
         if not _broker_holds("ingest", job_id):
-            send_task(INGEST_TASK, job_id)
+            try:
+                send_task(INGEST_TASK, job_id)
+            except Exception:
+                log.warning("upload %s: broker unavailable; the next round tries again", job_id)
+                continue
             log.warning("upload %s: the broker lost its ingest message; sent again", job_id)
             resent += 1
     return resent

@@ -242,3 +242,16 @@ def test_status_page_shows_workers_and_queue_lengths(client, stored, monkeypatch
     html = client.get("/status").get_data(as_text=True)
     assert "Workers online" in html and "pipeline 0 (none!)" in html
     assert f'href="/recordings/{RID}"' in html
+
+
+def test_the_lost_attempt_cap_counts_from_the_last_retry(app, client, stored, monkeypatch):
+    app.config["PIPELINE_MAX_ATTEMPTS"] = 2
+    monkeypatch.setenv("PIPELINE_FAIL_AT", "s0_detection")
+    run(1)
+    client.post(f"/api/recordings/{RID}/retry")
+    with db.transaction() as session:  # attempt 2 starts, then its worker disappears
+        row = session.scalar(select(Attempt).where(Attempt.recording_id == RID, Attempt.number == 2))
+        row.status, row.heartbeat_at = "running", utcnow() - timedelta(hours=1)
+        session.get(Recording, RID).status = "processing"
+    reaper.reap()
+    assert attempt(2).status == "lost" and attempt(3).status == "queued"
