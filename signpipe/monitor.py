@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from datetime import timedelta
 
@@ -15,13 +16,38 @@ from .models import Attempt, UploadJob, utcnow
 QUEUES = ("ingest", "pipeline")
 WORKER_CACHE_SECONDS = 10
 _workers_cache: dict = {"at": 0.0, "value": None}
+_refreshing = threading.Lock()
 
 
-def workers_by_queue() -> dict[str, list[str]]:
-    """Celery workers that answered a ping, per queue they consume (cached for a few seconds)."""
-    if time.monotonic() - _workers_cache["at"] < WORKER_CACHE_SECONDS and _workers_cache["value"] is not None:
+def workers_by_queue(wait: bool = True) -> dict[str, list[str]] | None:
+    """Celery workers that answered, per queue they consume, cached for a few seconds.
+
+    Asking the workers takes up to a second; with `wait=False` (pages) a stale cache is served
+    while one background thread per process asks again.
+    """
+    fresh = time.monotonic() - _workers_cache["at"] < WORKER_CACHE_SECONDS
+    if fresh and _workers_cache["value"] is not None:
         return _workers_cache["value"]
-    replies = current_app.extensions["celery"].control.inspect(timeout=1.0).active_queues() or {}
+    if wait:
+        with _refreshing:
+            return _refresh(current_app.extensions["celery"])
+    if _refreshing.acquire(blocking=False):
+        celery = current_app.extensions["celery"]
+        threading.Thread(target=_refresh_and_release, args=(celery,), daemon=True).start()
+    return _workers_cache["value"]
+
+
+def _refresh_and_release(celery) -> None:
+    try:
+        _refresh(celery)
+    except Exception:  # a page must not fail because the broker did
+        pass
+    finally:
+        _refreshing.release()
+
+
+def _refresh(celery) -> dict[str, list[str]]:
+    replies = celery.control.inspect(timeout=1.0).active_queues() or {}
     by_queue: dict[str, list[str]] = {queue: [] for queue in QUEUES}
     for worker, queues in replies.items():
         for queue in queues:

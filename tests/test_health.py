@@ -17,7 +17,7 @@ BOTH = {"ingest": ["ingest@node"], "pipeline": ["pipeline@gpu1"]}
 @pytest.fixture
 def workers(monkeypatch):
     seen = dict(BOTH)
-    monkeypatch.setattr(monitor, "workers_by_queue", lambda: seen)
+    monkeypatch.setattr(monitor, "workers_by_queue", lambda wait=True: seen)
     return seen
 
 

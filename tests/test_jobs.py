@@ -238,7 +238,7 @@ def test_recording_page_shows_attempts_stages_log_and_actions(client, stored, mo
 def test_status_page_shows_workers_and_queue_lengths(client, stored, monkeypatch):
     from signpipe import monitor
 
-    monkeypatch.setattr(monitor, "workers_by_queue", lambda: {"ingest": ["i@n"], "pipeline": []})
+    monkeypatch.setattr(monitor, "workers_by_queue", lambda wait=True: {"ingest": ["i@n"], "pipeline": []})
     html = client.get("/status").get_data(as_text=True)
     assert "Workers online" in html and "pipeline 0 (none!)" in html
     assert f'href="/recordings/{RID}"' in html

@@ -38,7 +38,7 @@ def status():
 def service_summary() -> dict | None:
     """Workers online and queue lengths for the status page; None when Redis does not answer."""
     try:
-        return {"workers": monitor.workers_by_queue(), "queues": monitor.queue_lengths()}
+        return {"workers": monitor.workers_by_queue(wait=False), "queues": monitor.queue_lengths()}
     except Exception:
         return None
 
