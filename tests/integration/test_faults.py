@@ -121,3 +121,26 @@ def test_two_uploads_of_the_same_recording_at_once_make_exactly_one_recording(st
     )
     assert "already exists" in refused["message"]
     assert wait_for_recording(stack, rid)["status"] == "completed"
+
+
+def test_twenty_concurrent_retry_clicks_start_exactly_one_new_attempt(stack, tmp_path):
+    rid = upload(stack, tmp_path, f"CLICKS_{stack.base_url[-5:]}")
+    wait_for_stage(stack, rid, 1)
+    requests.post(stack.url(f"/api/recordings/{rid}/cancel"), timeout=5)
+    poll(stack, f"/api/recordings/{rid}", ("cancelled",), timeout=10)
+    codes: list[int] = []
+
+    def click():
+        codes.append(requests.post(stack.url(f"/api/recordings/{rid}/retry"), timeout=30).status_code)
+
+    threads = [threading.Thread(target=click) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert codes.count(202) == 1 and set(codes) <= {202, 409}, codes
+    final = wait_for_recording(stack, rid, timeout=60)
+    assert final["status"] == "completed" and [a["status"] for a in final["attempts"]] == [
+        "cancelled",
+        "completed",
+    ]
