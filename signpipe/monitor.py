@@ -15,7 +15,11 @@ from .models import Attempt, UploadJob, utcnow
 
 QUEUES = ("ingest", "pipeline")
 WORKER_CACHE_SECONDS = 10
+# A busy worker (or a busy machine) can miss one ping: a queue counts as unserved only when no
+# worker of it has answered for this long.
+WORKER_GRACE_SECONDS = 45
 _workers_cache: dict = {"at": 0.0, "value": None}
+_last_seen: dict[str, tuple[float, list[str]]] = {}
 _refreshing = threading.Lock()
 
 
@@ -48,11 +52,21 @@ def _refresh_and_release(celery) -> None:
 
 def _refresh(celery) -> dict[str, list[str]]:
     replies = celery.control.inspect(timeout=1.0).active_queues() or {}
+    answered = {queue["name"] for queues in replies.values() for queue in queues}
+    if any(queue not in answered and queue not in _last_seen for queue in QUEUES):
+        # Nothing known yet about a silent queue: give slow workers one longer chance.
+        replies = {**(celery.control.inspect(timeout=2.5).active_queues() or {}), **replies}
     by_queue: dict[str, list[str]] = {queue: [] for queue in QUEUES}
     for worker, queues in replies.items():
         for queue in queues:
             by_queue.setdefault(queue["name"], []).append(worker)
-    _workers_cache.update(at=time.monotonic(), value=by_queue)
+    now = time.monotonic()
+    for queue, workers in by_queue.items():
+        if workers:
+            _last_seen[queue] = (now, workers)
+        elif now - _last_seen.get(queue, (0.0, []))[0] < WORKER_GRACE_SECONDS:
+            by_queue[queue] = _last_seen[queue][1]  # missed this ping, answered a moment ago
+    _workers_cache.update(at=now, value=by_queue)
     return by_queue
 
 

@@ -67,3 +67,31 @@ def test_redis_down_is_named(app, client, workers):
     assert response.status_code == 503
     assert body["checks"]["redis"]["ok"] is False and body["checks"]["database"]["ok"] is True
     assert "redis" in body["error"]
+
+
+class FakeCelery:
+    """Answers `inspect().active_queues()` with the replies given, one call at a time."""
+
+    def __init__(self, *replies):
+        self.replies = list(replies)
+        self.control = self
+
+    def inspect(self, timeout):
+        return self
+
+    def active_queues(self):
+        return self.replies.pop(0)
+
+
+def test_a_worker_that_misses_one_ping_still_counts_as_online():
+    reply = {"pipeline@gpu1": [{"name": "pipeline"}], "ingest@web1": [{"name": "ingest"}]}
+    monitor._last_seen.clear()
+    celery = FakeCelery(reply, {"ingest@web1": [{"name": "ingest"}]})
+    assert monitor._refresh(celery)["pipeline"] == ["pipeline@gpu1"]
+    assert monitor._refresh(celery)["pipeline"] == ["pipeline@gpu1"]  # busy, missed the second ping
+
+
+def test_a_queue_never_seen_gets_a_second_longer_ping():
+    monitor._last_seen.clear()
+    celery = FakeCelery({"ingest@web1": [{"name": "ingest"}]}, {"pipeline@gpu1": [{"name": "pipeline"}]})
+    assert monitor._refresh(celery) == {"ingest": ["ingest@web1"], "pipeline": ["pipeline@gpu1"]}

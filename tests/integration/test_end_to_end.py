@@ -129,4 +129,5 @@ def test_an_upload_cut_off_half_way_leaves_no_partial_file(stack):
     while leftovers(stack) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert leftovers(stack) == []
-    assert requests.get(stack.url("/healthz"), timeout=5).status_code == 200
+    health = requests.get(stack.url("/healthz"), timeout=5)
+    assert health.status_code == 200, health.text

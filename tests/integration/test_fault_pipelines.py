@@ -87,4 +87,5 @@ def _has_open(proc: psutil.Process, path: Path) -> bool:
 
 
 def test_after_these_faults_the_service_is_healthy_again(stack):
-    assert requests.get(stack.url("/healthz"), timeout=5).status_code == 200
+    health = requests.get(stack.url("/healthz"), timeout=5)
+    assert health.status_code == 200, health.text
