@@ -55,7 +55,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -71,7 +70,7 @@ from pathlib import Path
 
 import redis
 import requests
-from report import machine_line, write_section
+from report import free_port, machine_line, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -172,12 +171,6 @@ def build_archives(work: Path, rids: list[str], mp4_size: int) -> list[tuple[Pat
 
 
 # --------------------------------------------------------------------------- the stack
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

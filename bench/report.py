@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import socket
 import subprocess
 from pathlib import Path
 
@@ -46,3 +47,10 @@ def write_section(script: str, text: str, path: Path = BENCHMARKS) -> None:
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(new)
     tmp.replace(path)
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -38,7 +38,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from pathlib import Path
 import psutil
 import redis
 import requests
-from report import write_section
+from report import free_port, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -96,12 +95,6 @@ def make_zip(path: Path, size: int) -> int:
 
 
 # --------------------------------------------------------------------------- Gunicorn
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -160,7 +153,10 @@ def start_gunicorn(data_dir: Path, redis_url: str, max_upload: int, workers: int
 
 
 def wait_ready(server: Server, timeout: float = 90) -> None:
-    """/healthz answers 200, all workers exist and their RSS has settled (app imported)."""
+    """Redis and the database answer, all workers exist and their RSS has settled.
+
+    /healthz itself stays 503 here: no Celery worker runs in this benchmark.
+    """
     deadline = time.monotonic() + timeout
     while True:
         if server.proc.poll() is not None:
@@ -168,8 +164,9 @@ def wait_ready(server: Server, timeout: float = 90) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"gunicorn not ready after {timeout}s\n{server.log_tail()}")
         try:
-            ok = requests.get(server.base + "/healthz", timeout=5).status_code == 200
-        except requests.RequestException:
+            checks = requests.get(server.base + "/healthz", timeout=5).json()["checks"]
+            ok = checks["redis"]["ok"] and checks["database"]["ok"]
+        except (requests.RequestException, ValueError, KeyError):
             ok = False
         if ok and len(server.worker_procs()) == server.workers:
             break

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from factories import recording_files, write_tree
 
-from signpipe import archive
+from signpipe import archive, archive_guard
 from signpipe.archive import Limits, extract_archive
 from signpipe.errors import StorageFull
 from signpipe.validation import validate_recording
@@ -112,7 +112,7 @@ def test_not_enough_free_space_is_refused_before_writing(tmp_path, monkeypatch):
     with zipfile.ZipFile(out, "w") as zf:
         for rel, data in recording_files(RID).items():
             zf.writestr(rel, data)
-    monkeypatch.setattr(archive.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10, 10, 1))
+    monkeypatch.setattr(archive_guard.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10, 10, 1))
     with pytest.raises(StorageFull, match="free disk space"):
         extract_archive(out, tmp_path / "x", "zip", Limits())
     assert not list((tmp_path / "x").rglob("*.*"))
@@ -123,7 +123,7 @@ def test_disk_filling_up_while_writing_ends_in_a_clean_error(tmp_path, monkeypat
     with zipfile.ZipFile(out, "w") as zf:
         for rel, data in recording_files(RID).items():
             zf.writestr(rel, data)
-    real_fdopen = archive.os.fdopen
+    real_fdopen = archive_guard.os.fdopen
 
     class FullDisk:
         def __init__(self, fh):
@@ -138,6 +138,6 @@ def test_disk_filling_up_while_writing_ends_in_a_clean_error(tmp_path, monkeypat
         def write(self, _data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(archive.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    monkeypatch.setattr(archive_guard.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
     with pytest.raises(StorageFull, match="ran out of disk space"):
         extract_archive(out, tmp_path / "x", "zip")
