@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .pipeline import STAGES
@@ -75,6 +75,7 @@ class Recording(Base):
     """A validated recording stored under DATA_DIR/recordings and its pipeline progress."""
 
     __tablename__ = "recordings"
+    __table_args__ = (Index("ix_recordings_status_created", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     upload_job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)

@@ -98,3 +98,25 @@ def test_html_clients_get_a_readable_error_page(client):
     response = client.get("/download/UNKNOWN", headers={"Accept": "text/html"})
     assert response.status_code == 404
     assert "<h1>Error 404</h1>" in response.get_data(as_text=True)
+
+
+def test_api_sorts_and_searches_by_id_prefix(client):
+    for i, rid in enumerate(["B_2", "A_1", "C_3", "A_10", "A%X"]):
+        add(rid, "failed" if rid.startswith("C") else "completed", minutes_ago=i)
+    ids = lambda body: [r["recording_id"] for r in body["recordings"]]  # noqa: E731
+    assert ids(client.get("/api/recordings?sort=id").get_json()) == ["A%X", "A_1", "A_10", "B_2", "C_3"]
+    assert ids(client.get("/api/recordings?sort=oldest").get_json())[0] == "A%X"
+    assert ids(client.get("/api/recordings?sort=status").get_json())[-1] == "C_3"
+    found = client.get("/api/recordings?q=A_1&sort=id").get_json()
+    assert ids(found) == ["A_1", "A_10"] and found["total"] == 2
+    assert ids(client.get("/api/recordings?q=A%25").get_json()) == ["A%X"]  # % is literal
+    assert client.get("/api/recordings?sort=nonsense").status_code == 200
+
+
+def test_status_page_keeps_filter_sort_and_search_across_pages_and_shows_running_first(client):
+    for i in range(5):
+        add(f"REC_{i}", "completed", minutes_ago=i)
+    add("RUNNING_ONE", "processing", stage="s2_tracking", stage_index=3)
+    html = client.get("/status?per_page=2&sort=id&q=REC").get_data(as_text=True)
+    assert "page 1 of 3" in html and "sort=id" in html and "q=REC" in html
+    assert "Running now" in html and "RUNNING_ONE" in html

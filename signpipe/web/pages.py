@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template, request
 
 from .. import monitor
-from ..catalog import active_uploads, recent_failed_uploads, recording_page
+from ..catalog import active_recordings, active_uploads, recent_failed_uploads, recording_page
 from ..pipeline import STAGES
-from .recordings import get_recording_or_404, page_args
+from .recordings import get_recording_or_404, list_query
 
 bp = Blueprint("pages", __name__)
 
@@ -21,13 +21,15 @@ def index():
 @bp.get("/status")
 def status():
     """Every recording, newest first, one page at a time; `?partial=1` returns just the table."""
-    page, per_page, state = page_args()
-    result = recording_page(page, per_page, state)
+    query = list_query()
+    result = recording_page(query)
     template = "_status_table.html" if request.args.get("partial") else "status.html"
     return render_template(
         template,
         page=result,
-        status_filter=state,
+        query=query,
+        status_filter=query.status,
+        running=active_recordings() if query.page == 1 else [],
         stages=STAGES,
         active=active_uploads(),
         refused=recent_failed_uploads(),

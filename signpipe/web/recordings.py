@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from ..catalog import get_recording, recording_page
+from ..catalog import ListQuery, get_recording, recording_page
 from ..results import results_zip
 from ..storage import DataLayout, is_valid_recording_id
 
@@ -21,20 +21,22 @@ def get_recording_or_404(rid: str) -> dict:
     return recording
 
 
-def page_args() -> tuple[int, int, str | None]:
-    """page, per_page and status from the query string (bad numbers fall back to defaults)."""
-    return (
-        request.args.get("page", 1, type=int),
-        request.args.get("per_page", 50, type=int),
-        request.args.get("status") or None,
+def list_query() -> ListQuery:
+    """page, per_page, status, sort and q from the query string; bad values fall back to defaults."""
+    args = request.args
+    return ListQuery.parse(
+        args.get("page", 1, type=int),
+        args.get("per_page", 50, type=int),
+        args.get("status"),
+        args.get("sort"),
+        args.get("q"),
     )
 
 
 @bp.get("/api/recordings")
 def list_recordings():
     """A page of recordings, newest first, with the count per status."""
-    page, per_page, status = page_args()
-    result = recording_page(page, per_page, status)
+    result = recording_page(list_query())
     return jsonify(
         recordings=result.items,
         total=result.total,

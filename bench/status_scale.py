@@ -1,0 +1,136 @@
+"""Status page and recordings API at 100 and 10,000 recordings: server time per request.
+
+    .venv/bin/python bench/status_scale.py [--database-url URL] [--runs 30]
+
+Seeds a fresh database (SQLite in a temp folder, or an empty PostgreSQL schema given by URL)
+with recordings in mixed states, then times requests through the app in-process (the Flask
+test client: the server's own work, without network or client overhead). Medians of --runs
+requests per case; the ratio 10,000 / 100 shows whether cost grows with the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import fakeredis
+from report import ROOT, machine_line, write_section
+
+sys.path.insert(0, str(ROOT))
+
+from signpipe import create_app  # noqa: E402
+from signpipe.db import db  # noqa: E402
+from signpipe.extensions import bind_redis  # noqa: E402
+from signpipe.models import Recording, initial_stages, utcnow  # noqa: E402
+
+STATES = ["completed"] * 70 + ["failed"] * 15 + ["queued"] * 8 + ["processing"] * 5 + ["cancelled"] * 2
+# Every case returns the same number of rows (10) at both sizes, so only the total differs.
+CASES = {
+    "/status": "/status?per_page=10",
+    "/status?partial=1 (10 s refresh)": "/status?partial=1&per_page=10",
+    "/status, failed only": "/status?status=failed&per_page=10",
+    "/status, search id prefix": "/status?q=REC_00000&per_page=10",
+    "/api/recordings": "/api/recordings?per_page=10",
+    "/api/recordings, sort by id, page 5": "/api/recordings?sort=id&page=5&per_page=10",
+}
+TARGET_MS = 50
+
+
+def seed(count: int) -> None:
+    rng = random.Random(count)
+    now = utcnow()
+    rows = [
+        {
+            "id": f"REC_{i:06d}",
+            "status": rng.choice(STATES),
+            "stage_index": 3,
+            "stages": initial_stages(),
+            "attempt": 1,
+            "results_attempt": 1,
+            "size_bytes": 4 * 1024**3,
+            "created_at": now - timedelta(minutes=i),
+            "updated_at": now,
+        }
+        for i in range(count)
+    ]
+    with db.transaction() as session:
+        session.execute(Recording.__table__.insert(), rows)
+
+
+def time_case(client, path: str, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        response = client.get(path)
+        samples.append((time.perf_counter() - began) * 1000)
+        assert response.status_code == 200, (path, response.status_code)
+    return statistics.median(samples)
+
+
+def measure(count: int, database_url: str | None, runs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="status-bench-") as tmp:
+        app = create_app(
+            {
+                "DATA_DIR": tmp,
+                "DATABASE_URL": database_url or f"sqlite:///{Path(tmp) / 'db'}",
+                "CELERY_BROKER_URL": "memory://",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        bind_redis(app, fakeredis.FakeRedis())
+        with app.app_context():
+            if database_url:  # start from an empty table in the given schema
+                with db.transaction() as session:
+                    session.execute(Recording.__table__.delete())
+            seed(count)
+            client = app.test_client()
+            client.get("/status")  # warm templates and connections
+            return {name: time_case(client, path, runs) for name, path in CASES.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    small, large = measure(100, args.database_url, args.runs), measure(10_000, args.database_url, args.runs)
+    rows = []
+    met = True
+    for name in CASES:
+        ratio = large[name] / small[name]
+        ok = large[name] <= TARGET_MS and ratio <= 1.5
+        met &= ok
+        verdict = "met" if ok else "**not met**"
+        rows.append(f"| {name} | {small[name]:.1f} | {large[name]:.1f} | {ratio:.2f} | {verdict} |")
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    text = "\n".join(
+        [
+            f"## Status at scale: 100 vs 10,000 recordings ({backend})",
+            "",
+            f"Target: ≤ {TARGET_MS} ms server time at 10,000 recordings, within 1.5× of the time at 100.",
+            "",
+            machine_line(),
+            f"- Command: `.venv/bin/python bench/status_scale.py --runs {args.runs}"
+            + (" --database-url …`" if args.database_url else "`")
+            + f"; medians of {args.runs} in-process requests (Flask test client), 10 rows a page each",
+            "",
+            "| request | ms at 100 | ms at 10,000 | ratio | target |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    print(text)
+    if not args.no_write:
+        write_section(f"bench/status_scale.py ({backend})", text)
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
