@@ -34,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	-$(BIN)/python bench/upload_memory.py
 	-$(BIN)/python bench/bomb_refusal.py
+	-$(BIN)/python bench/extract_speed.py
 	-$(BIN)/python bench/status_scale.py
 	-$(BIN)/python bench/load.py
 
