@@ -11,6 +11,18 @@ import zipfile
 from pathlib import Path
 
 DEVICE = "device-7f3a"
+# What the service promises: the result CSVs' headers and the fields of a progress record.
+SUPPORT_HEADER = ["ID", "Mounting Height", "Longitude", "Latitude"]
+SIGN_HEADER = ["ID", "Foreign Key", "MUTCD Code", "Position on the Support", "Height (in)", "Width (in)"]
+PROGRESS_FIELDS = {
+    "status",
+    "total_files",
+    "extracted_files",
+    "extract_size",
+    "recording_id",
+    "error_msg",
+    "error_details",
+}
 IMEI = "356938035643809"
 
 

@@ -7,15 +7,13 @@ import sys
 import time
 
 import pytest
-from factories import recording_files, track_rows, write_tree
+from factories import SIGN_HEADER, SUPPORT_HEADER, recording_files, track_rows, write_tree
 
 from signpipe.config import PROJECT_ROOT
 from signpipe.errors import PipelineFailed
 from signpipe.pipeline import STAGES, parse_line, result_paths, run_pipeline
 
 SCRIPT = str(PROJECT_ROOT / "simulate_pipeline.sh")
-SUPPORT_HEADER = ["ID", "Mounting Height", "Longitude", "Latitude"]
-SIGN_HEADER = ["ID", "Foreign Key", "MUTCD Code", "Position on the Support", "Height (in)", "Width (in)"]
 
 
 def test_parse_line_reads_stage_events_and_ignores_log_lines():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from factories import PROGRESS_FIELDS
 
 from signpipe import progress
 from signpipe.progress import ProgressStore, ThrottledReporter, new_progress
@@ -20,15 +21,7 @@ def store(redis_client):
 def test_helpers_write_the_documented_key_with_a_ttl(store, redis_client):
     progress.set_extraction_progress("job1", new_progress("job1"))
     raw = json.loads(redis_client.get("extraction:job1"))
-    assert {
-        "status",
-        "total_files",
-        "extracted_files",
-        "extract_size",
-        "recording_id",
-        "error_msg",
-        "error_details",
-    } <= raw.keys()
+    assert raw.keys() >= PROGRESS_FIELDS
     assert 3500 < redis_client.ttl("extraction:job1") <= 3600
     assert progress.get_extraction_progress("job1")["status"] == "queued"
     assert progress.get_extraction_progress("unknown") is None

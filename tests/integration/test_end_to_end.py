@@ -12,21 +12,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from factories import make_tar, make_zip, recording_files, track_rows, without
+from factories import (
+    PROGRESS_FIELDS,
+    SIGN_HEADER,
+    SUPPORT_HEADER,
+    make_tar,
+    make_zip,
+    recording_files,
+    track_rows,
+    without,
+)
 from live import follow_extraction, wait_for_recording
 
 pytestmark = pytest.mark.integration
-SUPPORT_HEADER = ["ID", "Mounting Height", "Longitude", "Latitude"]
-SIGN_HEADER = ["ID", "Foreign Key", "MUTCD Code", "Position on the Support", "Height (in)", "Width (in)"]
-PROGRESS_FIELDS = {
-    "status",
-    "total_files",
-    "extracted_files",
-    "extract_size",
-    "recording_id",
-    "error_msg",
-    "error_details",
-}
 
 
 def upload(stack, path: Path) -> str:

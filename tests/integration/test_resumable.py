@@ -61,24 +61,25 @@ def test_tuspy_killed_half_way_resumes_from_its_stored_url_and_the_file_is_ident
     assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(files[mp4]).digest()
 
 
+def patch_slowly(location: str, data: bytes, piece: int, pause: float) -> requests.Response:
+    """One chunked PATCH of the whole body from offset 0, `piece` bytes every `pause` seconds."""
+
+    def trickle():
+        for start in range(0, len(data), piece):
+            yield data[start : start + piece]
+            time.sleep(pause)
+
+    headers = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    return requests.patch(location, data=trickle(), timeout=60, headers=headers)
+
+
 def test_a_slow_upload_outlives_the_gunicorn_worker_timeout(stack, tmp_path):
     """WEB_TIMEOUT is 4 s in this stack; the PATCH below (chunked) takes about 8 s."""
     rid = f"SLOW_{stack.base_url[-5:]}"
     data = make_zip(tmp_path / "slow.zip", recording_files(rid)).read_bytes()
     location = create(stack, len(data), "slow.zip")
 
-    def trickle():
-        pieces = [data[i : i + len(data) // 8 + 1] for i in range(0, len(data), len(data) // 8 + 1)]
-        for piece in pieces:
-            yield piece
-            time.sleep(1)
-
-    response = requests.patch(
-        location,
-        data=trickle(),
-        timeout=60,
-        headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
-    )
+    response = patch_slowly(location, data, piece=len(data) // 8 + 1, pause=1)
     assert response.status_code == 204, response.text
     assert follow_extraction(stack, response.headers["Upload-Job-Id"])["status"] == "done"
 
@@ -91,18 +92,7 @@ def test_two_concurrent_patches_one_wins_and_the_file_stays_identical(stack, tmp
     results: list[int] = []
 
     def send():
-        def slowly():
-            for i in range(0, len(data), 512 * 1024):
-                yield data[i : i + 512 * 1024]
-                time.sleep(0.1)
-
-        response = requests.patch(
-            location,
-            data=slowly(),
-            timeout=60,
-            headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
-        )
-        results.append(response.status_code)
+        results.append(patch_slowly(location, data, piece=512 * 1024, pause=0.1).status_code)
 
     threads = [threading.Thread(target=send) for _ in range(2)]
     for thread in threads:
