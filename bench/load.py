@@ -50,7 +50,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import random
 import re
 import shutil
@@ -64,13 +63,14 @@ import time
 import uuid
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import redis
 import requests
 from report import free_port, machine_line, write_section
+from stack import Stack, redis_cleanup, stack_env, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -90,28 +90,7 @@ POLL_INTERVAL = 0.3
 STATUS_INTERVAL = 10.0
 MONITOR_INTERVAL = 0.5
 HTTP_TIMEOUT = (5, 30)  # connect, read: a slower answer counts as an error
-START_TIMEOUT = 120
-STOP_TIMEOUT = 40  # Gunicorn's graceful_timeout is 30 s
 TERMINAL = ("completed", "failed", "cancelled")
-# Settings of the service that must not leak in from the caller's environment.
-CLEARED_ENV = (
-    "CELERY_BROKER_URL",
-    "APP_ENV",
-    "PIPELINE_FAIL_AT",
-    "PIPELINE_TIMEOUT",
-    "PIPELINE_MAX_ATTEMPTS",
-    "HEARTBEAT_SECONDS",
-    "HEARTBEAT_TIMEOUT",
-    "REAPER_SECONDS",
-    "RESEND_AFTER_SECONDS",
-    "EXTRACT_STALL_SECONDS",
-    "MAX_UPLOAD_BYTES",
-    "MAX_EXTRACT_BYTES",
-    "MAX_ARCHIVE_ENTRIES",
-    "MIN_FREE_BYTES",
-    "TRUSTED_PROXY_COUNT",
-    "UPLOAD_SWEEP_SECONDS",
-)
 
 R_UPLOAD = "POST /upload"
 R_STATUS_EARLY = "GET /status (300 ms, until the job exists)"
@@ -174,104 +153,6 @@ def build_archives(work: Path, rids: list[str], mp4_size: int) -> list[tuple[Pat
 
 
 @dataclass
-class Stack:
-    base: str
-    logs: Path
-    env: dict
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def start(self, name: str, argv: list[str]) -> None:
-        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy of the fd
-            self.procs[name] = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def dead(self) -> list[str]:
-        return [f"{name} (exit {p.returncode})" for name, p in self.procs.items() if p.poll() is not None]
-
-    def log_tail(self, lines: int = 40) -> str:
-        out = []
-        for log in sorted(self.logs.glob("*.log")):
-            text = log.read_text(errors="replace").splitlines()
-            out.append(f"--- {log} (last {min(lines, len(text))} of {len(text)} lines)")
-            out.extend(text[-lines:])
-        return "\n".join(out)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for name, proc in self.procs.items():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                print(f"{name} did not stop within {STOP_TIMEOUT}s: SIGKILL", flush=True)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    print(f"{name} (pid {proc.pid}) still there after SIGKILL", flush=True)
-
-
-def stack_env(data_dir: Path, port: int, database_url: str, redis_url: str, prefix: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-    env.update(
-        PATH=f"{BIN}:{os.environ.get('PATH', '')}",
-        HOST="127.0.0.1",
-        PORT=str(port),
-        WEB_WORKERS=str(WEB_WORKERS),
-        WEB_THREADS=str(WEB_THREADS),
-        WEB_TIMEOUT="120",
-        DATA_DIR=str(data_dir),
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        BROKER_KEY_PREFIX=prefix,
-        INGEST_CONCURRENCY=str(INGEST_CONCURRENCY),
-        CELERY_CONCURRENCY=str(CELERY_CONCURRENCY),
-        PIPELINE_COMMAND="./simulate_pipeline.sh",
-        PIPELINE_STAGE_SECONDS=str(STAGE_SECONDS),
-        LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def start_stack(stack: Stack, tag: str, deadline: float) -> None:
-    """The Procfile's processes (with names of their own), then wait until they all answer."""
-    stack.start("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"])
-    for queue, concurrency in (("ingest", INGEST_CONCURRENCY), ("pipeline", CELERY_CONCURRENCY)):
-        argv = [str(BIN / "celery"), "-A", "celery_app", "worker", "-Q", queue, "-n", f"{queue}-{tag}@%h"]
-        stack.start(queue, argv + ["--concurrency", str(concurrency), "--loglevel", "INFO"])
-    stack.start("beat", [str(BIN / "celery"), "-A", "celery_app", "beat", "--loglevel", "INFO"])
-    until = min(deadline, time.monotonic() + START_TIMEOUT)
-    last = "no answer"
-    session = requests.Session()
-    session.trust_env = False
-    while True:
-        if stack.dead():
-            raise RuntimeError(f"stack process exited during start-up: {stack.dead()}")
-        ready = all(b" ready." in (stack.logs / f"{q}.log").read_bytes() for q in ("ingest", "pipeline"))
-        try:
-            resp = session.get(stack.base + "/healthz", timeout=5)
-            last = f"{resp.status_code} {resp.text[:300]}"
-            if ready and resp.status_code == 200:
-                return
-        except requests.RequestException as exc:
-            last = repr(exc)
-        if time.monotonic() > until:
-            raise RuntimeError(f"stack not ready within {START_TIMEOUT}s (last /healthz: {last})")
-        time.sleep(0.3)
-
-
 # --------------------------------------------------------------------------- measurement
 
 
@@ -488,15 +369,6 @@ def own_job_ids(database_url: str, jobs: list[Job]) -> set[str]:
     return ids
 
 
-def redis_cleanup(client: redis.Redis, prefix: str, job_ids: set[str]) -> int:
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    keys += [f"extraction:{job_id}" for job_id in sorted(job_ids)]
-    removed = 0
-    for i in range(0, len(keys), 500):
-        removed += client.delete(*keys[i : i + 500])
-    return removed
-
-
 # --------------------------------------------------------------------------- report
 
 
@@ -687,7 +559,20 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
     client.ping()
     port = free_port()
     stack = Stack(
-        f"http://127.0.0.1:{port}", logs, stack_env(data_dir, port, database_url, args.redis_url, prefix)
+        f"http://127.0.0.1:{port}",
+        logs,
+        stack_env(
+            data_dir,
+            port,
+            database_url,
+            args.redis_url,
+            prefix,
+            WEB_WORKERS=str(WEB_WORKERS),
+            WEB_THREADS=str(WEB_THREADS),
+            INGEST_CONCURRENCY=str(INGEST_CONCURRENCY),
+            CELERY_CONCURRENCY=str(CELERY_CONCURRENCY),
+            PIPELINE_STAGE_SECONDS=str(STAGE_SECONDS),
+        ),  # fmt: skip
     )
     print(f"work directory {work}; Redis {args.redis_url} prefix {prefix}; port {port}", flush=True)
 
