@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from .db import db
-from .models import RECORDING_STATES, Attempt, Recording, UploadJob
+from .models import RECORDING_STATES, Attempt, Recording, UploadJob, attempt_dict, recording_dict
 
 MAX_PER_PAGE = 200
+ATTEMPT_LABEL = "attempt__"  # prefix of the attempt columns in get_recording's join
 
 
 @dataclass(frozen=True)
@@ -101,16 +103,35 @@ def active_recordings(limit: int = 20) -> list[dict]:
         return [row.to_dict() for row in rows]
 
 
+def _recording_with_attempts():
+    recordings, attempts = Recording.__table__, Attempt.__table__
+    return (
+        select(recordings, *(column.label(ATTEMPT_LABEL + column.name) for column in attempts.c))
+        .outerjoin(attempts, attempts.c.recording_id == recordings.c.id)
+        .where(recordings.c.id == bindparam("rid"))
+        .order_by(attempts.c.number)
+    )
+
+
+RECORDING_WITH_ATTEMPTS = _recording_with_attempts()  # built once: building it costs more than running it
+
+
 def get_recording(rid: str) -> dict | None:
-    """One recording as JSON-ready data with its attempts, or None."""
-    with db.session() as session:
-        row = session.get(Recording, rid)
-        if row is None:
-            return None
-        attempts = session.scalars(
-            select(Attempt).where(Attempt.recording_id == rid).order_by(Attempt.number)
-        )
-        return {**row.to_dict(), "attempts": [attempt.to_dict() for attempt in attempts]}
+    """One recording as JSON-ready data with its attempts, or None.
+
+    One statement (recording LEFT JOIN attempts) on an autocommit connection: the recording
+    page polls this, so it costs one database round trip and no ORM objects.
+    """
+    with db.reading() as conn:
+        rows = conn.execute(RECORDING_WITH_ATTEMPTS, {"rid": rid}).all()
+    if not rows:
+        return None
+    history = []
+    for row in rows:
+        fields = {k[len(ATTEMPT_LABEL) :]: v for k, v in row._mapping.items() if k.startswith(ATTEMPT_LABEL)}
+        if fields["id"] is not None:
+            history.append(attempt_dict(SimpleNamespace(**fields)))
+    return {**recording_dict(rows[0]), "attempts": history}
 
 
 def recent_failed_uploads(limit: int = 10) -> list[dict]:

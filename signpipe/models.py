@@ -94,25 +94,7 @@ class Recording(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     def to_dict(self) -> dict:
-        return {
-            "recording_id": self.id,
-            "attempt": self.attempt,
-            "upload_job_id": self.upload_job_id,
-            "status": self.status,
-            "stage": self.stage,
-            "stage_index": self.stage_index,
-            "stage_count": len(STAGES),
-            "stages": self.stages,
-            "size_bytes": self.size_bytes,
-            "error": self.error,
-            "error_details": self.error_details,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "results_available": self.results_attempt is not None,
-            "results_attempt": self.results_attempt,
-        }
+        return recording_dict(self)
 
 
 class TusUpload(Base):
@@ -159,17 +141,45 @@ class Attempt(Base):
     error_details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     def to_dict(self) -> dict:
-        return {
-            "number": self.number,
-            "status": self.status,
-            "reason": self.reason,
-            "worker": self.worker,
-            "queued_at": iso(self.queued_at),
-            "started_at": iso(self.started_at),
-            "heartbeat_at": iso(self.heartbeat_at),
-            "finished_at": iso(self.finished_at),
-            "error": self.error,
-            "exit_code": (self.error_details or {}).get("exit_code"),
-            "signal": (self.error_details or {}).get("signal"),
-            "stage": (self.error_details or {}).get("stage"),
-        }
+        return attempt_dict(self)
+
+
+def recording_dict(rec) -> dict:
+    """A recording as JSON-ready data; `rec` is a Recording or a row of the recordings table."""
+    return {
+        "recording_id": rec.id,
+        "attempt": rec.attempt,
+        "upload_job_id": rec.upload_job_id,
+        "status": rec.status,
+        "stage": rec.stage,
+        "stage_index": rec.stage_index,
+        "stage_count": len(STAGES),
+        "stages": rec.stages,
+        "size_bytes": rec.size_bytes,
+        "error": rec.error,
+        "error_details": rec.error_details,
+        "created_at": iso(rec.created_at),
+        "updated_at": iso(rec.updated_at),
+        "started_at": iso(rec.started_at),
+        "finished_at": iso(rec.finished_at),
+        "results_available": rec.results_attempt is not None,
+        "results_attempt": rec.results_attempt,
+    }
+
+
+def attempt_dict(attempt) -> dict:
+    """An attempt as JSON-ready data; `attempt` is an Attempt or anything with its columns."""
+    return {
+        "number": attempt.number,
+        "status": attempt.status,
+        "reason": attempt.reason,
+        "worker": attempt.worker,
+        "queued_at": iso(attempt.queued_at),
+        "started_at": iso(attempt.started_at),
+        "heartbeat_at": iso(attempt.heartbeat_at),
+        "finished_at": iso(attempt.finished_at),
+        "error": attempt.error,
+        "exit_code": (attempt.error_details or {}).get("exit_code"),
+        "signal": (attempt.error_details or {}).get("signal"),
+        "stage": (attempt.error_details or {}).get("stage"),
+    }

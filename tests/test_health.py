@@ -69,6 +69,14 @@ def test_redis_down_is_named(app, client, workers):
     assert "redis" in body["error"]
 
 
+def test_liveness_stays_up_while_redis_is_down(app, client, workers):
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    init_redis(app)
+    assert client.get("/healthz").status_code == 503
+    response = client.get("/livez")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
 class FakeCelery:
     """Answers `inspect().active_queues()` with the replies given, one call at a time."""
 

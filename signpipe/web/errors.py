@@ -11,7 +11,7 @@ from ..errors import RecordingExists, ServiceUnavailable, SignpipeError, Storage
 from ..jobs import ActionRefused
 
 log = logging.getLogger(__name__)
-API_PREFIXES = ("/api/", "/upload", "/extract_status/", "/healthz", "/download/", "/files")
+API_PREFIXES = ("/api/", "/upload", "/extract_status/", "/healthz", "/livez", "/download/", "/files")
 
 
 def wants_json_response() -> bool:

@@ -76,6 +76,12 @@ def run_checks() -> dict[str, dict]:
     return results
 
 
+@bp.get("/livez")
+def livez():
+    """The web process answers; nothing else is checked (a load balancer's liveness probe)."""
+    return jsonify(status="ok")
+
+
 @bp.get("/healthz")
 def healthz():
     """200 when everything answers and nothing is stuck; 503 naming what is wrong."""
