@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -56,12 +57,40 @@ class ListQuery:
         )
 
 
-def recording_page(query: ListQuery = ListQuery()) -> Page:
-    """One page of recordings with the count per status; cost grows with the page, not the total."""
+class CountsCache:
+    """The count per status, reused for `max_age` seconds by this process.
+
+    Counting reads every recording's index entry; with thousands of recordings and every open
+    status page refreshing, that would be the one cost that grows with the total.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._entry: tuple[object, float, dict[str, int]] | None = None  # (engine, counted at, counts)
+
+    def get(self, session, max_age: float) -> dict[str, int]:
+        entry, now = self._entry, self.clock()
+        if entry is not None and entry[0] is db.engine and now - entry[1] < max_age:
+            return entry[2]
+        query = select(Recording.status, func.count()).group_by(Recording.status)
+        counts = dict(session.execute(query).all())
+        self._entry = (db.engine, now, counts)
+        return counts
+
+    def forget(self) -> None:
+        self._entry = None
+
+
+status_counts = CountsCache()
+
+
+def recording_page(query: ListQuery = ListQuery(), counts_max_age: float = 0) -> Page:
+    """One page of recordings with the count per status; cost grows with the page, not the total.
+
+    The counts may be up to `counts_max_age` seconds old (see CountsCache); the rows never are.
+    """
     with db.session() as session:
-        counts = dict(
-            session.execute(select(Recording.status, func.count()).group_by(Recording.status)).all()
-        )
+        counts = status_counts.get(session, counts_max_age)
         rows = select(Recording)
         if query.status:
             rows = rows.where(Recording.status == query.status)
@@ -92,15 +121,19 @@ def _total(session, rows, query: ListQuery, counts: dict[str, int]) -> int:
 
 
 def active_recordings(limit: int = 20) -> list[dict]:
-    """What runs or waits right now, running first: shown above the table."""
+    """What runs or waits right now, running first, oldest first: shown above the table.
+
+    One query per status, each read in order from the (status, created_at) index, so it stops
+    after `limit` rows however many recordings wait (an IN over both would sort them all).
+    """
+    found: list[dict] = []
     with db.session() as session:
-        rows = session.scalars(
-            select(Recording)
-            .where(Recording.status.in_(("processing", "queued")))
-            .order_by(Recording.status.desc(), Recording.created_at)
-            .limit(limit)
-        ).all()
-        return [row.to_dict() for row in rows]
+        for status in ("processing", "queued"):
+            query = select(Recording).where(Recording.status == status).order_by(Recording.created_at)
+            found += [row.to_dict() for row in session.scalars(query.limit(limit - len(found)))]
+            if len(found) >= limit:
+                break
+    return found
 
 
 def _recording_with_attempts():

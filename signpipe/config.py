@@ -56,6 +56,9 @@ class Config:
     # Uploads and temp folders no live job owns are deleted after this long.
     ORPHAN_AGE_SECONDS = _float("ORPHAN_AGE_SECONDS", 24 * 3600)
     PROGRESS_TTL_SECONDS = 3600
+    # The status page's count per status is reused for this long by each web process: counting
+    # scans every recording, a page of rows does not. 0 counts on every request.
+    STATUS_COUNTS_MAX_AGE = _float("STATUS_COUNTS_MAX_AGE", 2)
     # Unfinished resumable uploads answer 410 after this long without a PATCH, then are swept.
     UPLOAD_EXPIRY_SECONDS = _int("UPLOAD_EXPIRY_SECONDS", 24 * 3600)
     UPLOAD_SWEEP_SECONDS = _int("UPLOAD_SWEEP_SECONDS", 900)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from signpipe import catalog
 from signpipe.db import db
 from signpipe.models import Recording, utcnow
 
@@ -41,6 +42,23 @@ def test_api_lists_newest_first_with_counts_and_pages(app, client):
     assert [r["recording_id"] for r in page3["recordings"]] == ["REC_6"]
     done = client.get("/api/recordings?status=completed").get_json()
     assert {r["recording_id"] for r in done["recordings"]} == {"REC_1", "REC_3", "REC_5"}
+
+
+def test_status_counts_are_reused_for_their_max_age_only(app, client, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(catalog, "status_counts", catalog.CountsCache(clock=lambda: now[0]))
+    app.config["STATUS_COUNTS_MAX_AGE"] = 2
+    add("REC_1", "completed")
+    assert client.get("/api/recordings").get_json()["counts"]["completed"] == 1
+    add("REC_2", "completed")
+    now[0] += 1.5  # within the max age: the count is reused, the rows are not
+    body = client.get("/api/recordings").get_json()
+    assert body["counts"]["completed"] == 1 and len(body["recordings"]) == 2
+    now[0] += 1
+    assert client.get("/api/recordings").get_json()["counts"]["completed"] == 2
+    app.config["STATUS_COUNTS_MAX_AGE"] = 0
+    add("REC_3", "failed")
+    assert client.get("/api/recordings").get_json()["counts"]["failed"] == 1
 
 
 def test_api_detail_shows_stages_and_404s_unknown(app, client):

@@ -22,7 +22,7 @@ def index():
 def status():
     """Every recording, newest first, one page at a time; `?partial=1` returns just the table."""
     query = list_query()
-    result = recording_page(query)
+    result = recording_page(query, current_app.config["STATUS_COUNTS_MAX_AGE"])
     template = "_status_table.html" if request.args.get("partial") else "status.html"
     return render_template(
         template,

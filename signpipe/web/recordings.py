@@ -36,7 +36,7 @@ def list_query() -> ListQuery:
 @bp.get("/api/recordings")
 def list_recordings():
     """A page of recordings, newest first, with the count per status."""
-    result = recording_page(list_query())
+    result = recording_page(list_query(), current_app.config["STATUS_COUNTS_MAX_AGE"])
     return jsonify(
         recordings=result.items,
         total=result.total,
