@@ -24,7 +24,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from report import ROOT, machine_line, write_section
+from report import ROOT, machine_line, summary_row, write_section, write_summary
 
 MIB = 1024 * 1024
 CHILD = """
@@ -118,6 +118,7 @@ def main() -> int:
         base_s = statistics.median(r["seconds"] for r in baseline)
         base_mb = statistics.median(r["rss_kb"] for r in baseline) / 1024
         rows = [f"| idle process (baseline) | – | {base_s:.3f} | {base_mb:.1f} | – | – | – |"]
+        summary = []
         for label, path, kind, _ in bombs:
             runs = [measure(path, kind, work) for _ in range(args.runs)]
             seconds = statistics.median(r["seconds"] for r in runs)
@@ -127,6 +128,17 @@ def main() -> int:
             rows.append(
                 f"| {label} | {path.stat().st_size / MIB:.1f} MiB | {seconds:.3f} | {rss:.1f} | "
                 f"+{rss - base_mb:.1f} | {written:.1f} | {outcome} |"
+            )
+            ok = seconds <= 5 and rss - base_mb <= 16
+            summary.append(
+                summary_row(
+                    f"Refuse a bomb: {label} (seconds; RSS over an idle process)",
+                    f"idle process: {base_mb:.0f} MB",
+                    f"{seconds:.3f} s; +{rss - base_mb:.1f} MB; {written:.1f} MiB written",
+                    "—",
+                    "≤ 5 s, ≤ 16 MB over idle",
+                    ok,
+                )
             )
     text = "\n".join(
         [
@@ -147,6 +159,7 @@ def main() -> int:
     print(text)
     if not args.no_write:
         write_section("bench/bomb_refusal.py", text)
+        write_summary("bench/bomb_refusal.py", summary)
     return 0
 
 

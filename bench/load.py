@@ -69,7 +69,7 @@ from pathlib import Path
 
 import redis
 import requests
-from report import free_port, machine_line, write_section
+from report import free_port, machine_line, summary_row, write_section, write_summary
 from stack import Stack, redis_cleanup, stack_env, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -726,6 +726,22 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
             )
         ctx["notes"] = notes
         passed = not reasons
+        total = sum(len(v) for v in stats.samples.values())
+        status_times = [s.seconds for s in stats.samples[R_STATUS] + stats.samples[R_STATUS_EARLY]]
+        status_p95 = pct(status_times, 95) if status_times else float("nan")
+        done = ctx["all_completed_at"]
+        ctx["summary"] = [
+            summary_row(
+                f"Load: {len(jobs)} × {args.size_mib} MiB uploads and {args.pollers} pollers "
+                f"(GET /status p95 {status_p95 * 1000:.0f} ms)",
+                f"{total} requests",
+                f"{codes_5xx + no_answer + unexpected} failed; "
+                + (f"all done in {done:.1f} s" if done else "not all done"),
+                "—",
+                "no error, every recording completed with 1 attempt",
+                passed,
+            )
+        ]
         ctx["verdict"] = (
             f"**Verdict: target met**: no 5xx, no error, all {len(jobs)} recordings `completed` "
             "with 1 attempt."
@@ -815,6 +831,7 @@ def main() -> int:
     print(text)
     if not args.no_write:
         write_section("bench/load.py", text)
+        write_summary("bench/load.py", ctx["summary"])
         print("wrote BENCHMARKS.md")
     return 0 if passed else 1
 

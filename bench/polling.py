@@ -33,7 +33,7 @@ from pathlib import Path
 
 import redis
 import requests
-from report import ROOT, free_port, machine_line, write_section
+from report import ROOT, free_port, machine_line, summary_row, write_section, write_summary
 from stack import BIN, Stack, redis_cleanup, stack_env
 
 sys.path.insert(0, str(ROOT))
@@ -210,7 +210,7 @@ def main() -> int:
         return 2
     samples, info = measure(args)
     base = statistics.median(s["rps"] for s in samples["/livez (baseline)"])
-    rows, met = [], True
+    rows, summary, met = [], [], True
     for name, runs in samples.items():
         rps = statistics.median(s["rps"] for s in runs)
         p99 = statistics.median(s["p99_ms"] for s in runs)
@@ -221,6 +221,17 @@ def main() -> int:
         spread = f"{min(s['rps'] for s in runs):.0f}–{max(s['rps'] for s in runs):.0f}"
         verdict = "baseline" if name.startswith("/livez") else ("met" if ok else "**not met**")
         rows.append(f"| {name} | {rps:.0f} | {spread} | {ratio:.2f} | {p99:.1f} | {bad} | {verdict} |")
+        if not name.startswith("/livez"):
+            summary.append(
+                summary_row(
+                    f"Polling {name} under wrk, {info['database']} (p99 {p99:.0f} ms)",
+                    f"/livez: {base:.0f} req/s",
+                    f"{rps:.0f} req/s",
+                    f"{ratio:.2f}",
+                    f"≥ {TARGET_RATIO}",
+                    ok,
+                )
+            )
     text = "\n".join(
         [
             f"## Polling: wrk on the progress and recording endpoints ({info['database']})",
@@ -245,6 +256,7 @@ def main() -> int:
     print(text)
     if not args.no_write:
         write_section(f"bench/polling.py ({info['database']})", text)
+        write_summary(f"bench/polling.py ({info['database']})", summary)
     return 0 if met else 1
 
 

@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import fakeredis
-from report import ROOT, machine_line, write_section
+from report import ROOT, machine_line, summary_row, write_section, write_summary
 
 sys.path.insert(0, str(ROOT))
 
@@ -156,6 +156,27 @@ def main() -> int:
     print(text)
     if not args.no_write:
         write_section(f"bench/status_scale.py ({backend})", text)
+        slowest = max(CASES, key=lambda name: large[name])
+        steepest = max(CASES, key=lambda name: ratios[name])
+        summary = [
+            summary_row(
+                f"Status page / API at 10,000 recordings, slowest case ({slowest}), {backend}",
+                "—",
+                f"{large[slowest]:.1f} ms",
+                "—",
+                f"≤ {TARGET_MS} ms",
+                large[slowest] <= TARGET_MS,
+            ),
+            summary_row(
+                f"Cost at 10,000 vs 100 recordings, steepest case ({steepest}), {backend}",
+                f"{small[steepest]:.1f} ms at 100",
+                f"{large[steepest]:.1f} ms at 10,000",
+                f"{ratios[steepest]:.2f}",
+                "≤ 1.5",
+                ratios[steepest] <= 1.5,
+            ),
+        ]
+        write_summary(f"bench/status_scale.py ({backend})", summary)
     return 0 if met else 1
 
 

@@ -51,7 +51,7 @@ from pathlib import Path
 import psutil
 import redis
 import requests
-from report import free_port, write_section
+from report import free_port, summary_row, write_section, write_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -732,6 +732,54 @@ def targets(rows: list[Row], methods: list[str]) -> list[tuple[str, dict[str, st
     return out
 
 
+def summary(rows: list[Row], methods: list[str]) -> list[list[str]]:
+    """The rows of the summary at the top of BENCHMARKS.md: per method, the worst size."""
+    names = {"post": "POST /upload", "tus": "tus /files/"}
+    out = []
+    for method in methods:
+        mine = [r for r in rows if r.method == method and not r.failures and r.ratio is not None]
+        if not mine:
+            continue
+        low = min(mine, key=lambda r: r.ratio)
+        out.append(
+            summary_row(
+                f"Upload throughput, {names[method]}, {low.mib} MiB (worst size)",
+                f"cat > dest: {med(low.cat_mbs):.0f} MB/s",
+                f"{med(low.mbs):.0f} MB/s",
+                f"{low.ratio:.2f}",
+                f"≥ {TARGET_RATIO}",
+                low.ratio >= TARGET_RATIO,
+            )
+        )
+        big = [r for r in mine if r.mib >= TARGET_SIZE_MIB and r.worker_peak_mb]
+        if big:
+            worst = max(max(r.worker_peak_mb) for r in big)
+            out.append(
+                summary_row(
+                    f"Peak RSS of any web worker during a {TARGET_SIZE_MIB} MiB upload, {names[method]}",
+                    "—",
+                    f"{worst:.0f} MB",
+                    "—",
+                    f"≤ {TARGET_RSS_MB} MB",
+                    worst <= TARGET_RSS_MB,
+                )
+            )
+        values = [v for r in mine for v in (med(r.wb_per_byte), med(r.wchar_per_byte)) if v is not None]
+        if values:
+            lo, hi = min(values), max(values)
+            out.append(
+                summary_row(
+                    f"Bytes written per byte uploaded, {names[method]} (write_bytes and wchar)",
+                    "1 byte uploaded",
+                    f"{lo:.3f}" if lo == hi else f"{lo:.3f}–{hi:.3f}",
+                    f"{hi:.3f}",
+                    f"{TARGET_WRITTEN[0]}–{TARGET_WRITTEN[1]}",
+                    TARGET_WRITTEN[0] <= lo and hi <= TARGET_WRITTEN[1],
+                )
+            )
+    return out
+
+
 def targets_table(rows: list[Row], methods: list[str]) -> str:
     names = {"post": "POST /upload", "tus": "tus /files/"}
     lines = [
@@ -965,6 +1013,7 @@ def main() -> int:
     print(targets_table(rows, methods))
     if not args.no_write:
         write_section("bench/upload_memory.py", text, Path(args.output))
+        write_summary("bench/upload_memory.py", summary(rows, methods), Path(args.output))
         print(f"wrote {args.output}")
     return 1 if any(r.failures for r in rows) else 0
 
