@@ -133,10 +133,22 @@ def terminate_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -
             time.sleep(0.05)
 
 
+def _load_libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:  # not glibc/Linux: the script then does not die with a killed worker
+        return None
+
+
+# Looked up once, here: find_library runs `ldconfig -p`, and a forked child of a threaded worker
+# must not start other programs or take locks before exec (it cost every run ~14 ms as well).
+_LIBC = _load_libc()
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it when the worker process that started it dies."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def kill_group(pgid: int) -> bool:
