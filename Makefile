@@ -31,12 +31,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 # Each script exits 1 when its target is missed; the leading - lets the others still run.
+# Needs Redis on 127.0.0.1:6379 and the tools curl, unzip, tar and wrk (README, Benchmarks).
+# With BENCH_DATABASE_URL set, the database-facing ones run again on that PostgreSQL.
 bench: $(STAMP)
 	-$(BIN)/python bench/upload_memory.py
-	-$(BIN)/python bench/bomb_refusal.py
 	-$(BIN)/python bench/extract_speed.py
+	-$(BIN)/python bench/bomb_refusal.py
 	-$(BIN)/python bench/status_scale.py
+	-$(BIN)/python bench/polling.py
+	-$(BIN)/python bench/orchestration.py
+	-$(BIN)/python bench/scale_out.py
 	-$(BIN)/python bench/load.py
+	-test -z "$(BENCH_DATABASE_URL)" || $(BIN)/python bench/status_scale.py --database-url "$(BENCH_DATABASE_URL)"
+	-test -z "$(BENCH_DATABASE_URL)" || $(BIN)/python bench/polling.py --database-url "$(BENCH_DATABASE_URL)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
