@@ -72,6 +72,7 @@ def test_api_detail_shows_stages_and_404s_unknown(app, client):
     )
     assert [s["name"] for s in body["stages"]][0] == "s0_detection"
     assert {"created_at", "updated_at", "started_at", "finished_at", "error"} <= body.keys()
+    assert body["attempts"] == []  # none yet: the join's empty side is not an attempt
     missing = client.get("/api/recordings/NOPE")
     assert missing.status_code == 404 and "error" in missing.get_json()
 
