@@ -6,9 +6,9 @@
 
 Scenario (spec): 8 concurrent uploads of valid ~200 MB recordings to POST /upload, plus 100
 clients polling, until every recording has been through the pipeline. It starts a stack the way
-the Procfile does, with its own work directory, DATA_DIR and database (SQLite in DATA_DIR unless
---database-url) and a Redis DB index shared with nobody's test runs (DB 15) under its own
-BROKER_KEY_PREFIX `load-<random>:`:
+the Procfile does, with its own work directory, DATA_DIR and database (SQLite in DATA_DIR; with
+--database-url a PostgreSQL server gets a throw-away schema, dropped at the end) and a Redis DB
+index shared with nobody's test runs (DB 15) under its own BROKER_KEY_PREFIX `load-<random>:`:
 
 * web: `gunicorn -c gunicorn.conf.py app:app`, WEB_WORKERS=4 gthread workers x 8 threads;
 * ingest: `celery -A celery_app worker -Q ingest --concurrency 2`;
@@ -57,7 +57,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -70,13 +69,25 @@ from pathlib import Path
 import redis
 import requests
 from report import free_port, machine_line, summary_row, write_section, write_summary
-from stack import Stack, redis_cleanup, stack_env, start_stack
+from stack import (
+    ROOT,
+    RunDatabase,
+    Stack,
+    gunicorn_version,
+    hide_database_url,
+    install_timeout,
+    print_logs,
+    redis_client,
+    report_redis_cleanup,
+    stack_env,
+    start_stack,
+    tidy_work,
+    work_dirs,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.factories import recording_files  # noqa: E402
 
-BIN = Path(sys.executable).parent
 MIB = 1024 * 1024
 MB = 1_000_000
 COPY_CHUNK = 4 * MIB
@@ -99,10 +110,6 @@ R_EXTRACT = "GET /extract_status/<job>"
 R_RECORDING = "GET /api/recordings/<id>"
 ROUTES = (R_UPLOAD, R_STATUS_EARLY, R_STATUS, R_EXTRACT, R_RECORDING)
 EXPECTED = {R_UPLOAD: "202"}  # everything else: 200
-
-
-class GlobalTimeout(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------- test data
@@ -149,10 +156,6 @@ def build_archives(work: Path, rids: list[str], mp4_size: int) -> list[tuple[Pat
     return archives
 
 
-# --------------------------------------------------------------------------- the stack
-
-
-@dataclass
 # --------------------------------------------------------------------------- measurement
 
 
@@ -544,19 +547,13 @@ def section(ctx: dict) -> str:
 def run(args: argparse.Namespace, ctx: dict) -> bool:
     start_mono = time.monotonic()
     deadline = start_mono + args.timeout
-    base_dir = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir())
-    base_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="load-bench-", dir=base_dir))
+    work, data_dir, logs = work_dirs(args.workdir, "load")
     ctx["work"] = work
     tag = uuid.uuid4().hex[:8]
     prefix = f"load-{tag}:"
-    data_dir, logs = work / "data", work / "logs"
-    data_dir.mkdir()
-    logs.mkdir()
-    database_url = args.database_url or f"sqlite:///{data_dir / 'signpipe.db'}"
-    ctx["database"] = "SQLite in DATA_DIR" if not args.database_url else "database from --database-url"
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    client.ping()
+    db = RunDatabase(data_dir, args.database_url, "bench_load_", tag)
+    ctx["database"] = db.label
+    client = redis_client(args.redis_url)
     port = free_port()
     stack = Stack(
         f"http://127.0.0.1:{port}",
@@ -564,7 +561,7 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
         stack_env(
             data_dir,
             port,
-            database_url,
+            db.url,
             args.redis_url,
             prefix,
             WEB_WORKERS=str(WEB_WORKERS),
@@ -583,6 +580,7 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
     threads: list[threading.Thread] = []
     passed = False
     try:
+        db.create()
         t = time.perf_counter()
         for i, (path, size) in enumerate(build_archives(work, rids, args.size_mib * MIB)):
             jobs.append(Job(i, rids[i], path, size))
@@ -764,27 +762,13 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
         stop.set()
         signal.alarm(0)
         stack.stop()
-        try:
-            job_ids = own_job_ids(database_url, jobs)
-            removed = redis_cleanup(client, prefix, job_ids)
-            print(
-                f"redis cleanup: deleted {removed} keys ({prefix}* and extraction:<job> "
-                f"of {len(job_ids)} jobs)"
-            )
+        report_redis_cleanup(client, prefix, own_job_ids(db.url, jobs))
+        with contextlib.suppress(redis.RedisError):  # a Redis error is reported above
             left = [k for k in client.scan_iter(match=f"*{tag}*", count=1000)]
             if left:
                 print(f"keys naming this run still in Redis (not deleted): {left[:10]}", flush=True)
-        except redis.RedisError as exc:
-            print(f"redis cleanup failed: {exc}", file=sys.stderr)
-        if args.keep:
-            print(f"kept {work}")
-        elif passed:
-            shutil.rmtree(work, ignore_errors=True)
-        else:  # the data and archives go, the stack's logs stay for the report
-            shutil.rmtree(data_dir, ignore_errors=True)
-            for archive in work.glob("*.zip"):
-                archive.unlink()
-            print(f"logs kept in {logs}", flush=True)
+        db.drop_reported()
+        tidy_work(work, args.keep, passed, junk="*.zip")  # on a failure the archives go too
 
 
 def main() -> int:
@@ -802,29 +786,18 @@ def main() -> int:
     if args.uploads < 1 or args.size_mib < 1 or args.pollers < 0 or args.timeout < 120:
         parser.error("--uploads and --size-mib >= 1, --pollers >= 0, --timeout >= 120")
 
-    def on_alarm(*_):
-        raise GlobalTimeout(f"global timeout of {args.timeout:.0f} s (hard stop)")
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.timeout) + 30)  # backstop; the run itself stops 45 s before --timeout
-    shown = [a if " " not in a else repr(a) for a in sys.argv[1:]]
-    gunicorn = subprocess.run(
-        [str(BIN / "gunicorn"), "--version"], capture_output=True, text=True, timeout=30
-    )
+    install_timeout(args.timeout)  # backstop; the run itself stops 45 s before --timeout
+    shown = hide_database_url(sys.argv[1:])
     ctx: dict = {
         "args": args,
         "command": " ".join([".venv/bin/python bench/load.py", *shown]),
-        "gunicorn": (gunicorn.stdout or gunicorn.stderr).strip(),
+        "gunicorn": gunicorn_version(),
     }
     try:
         passed = run(args, ctx)
     except Exception as exc:  # GlobalTimeout included
         print(f"load test could not run to its end: {type(exc).__name__}: {exc}", file=sys.stderr)
-        logs = ctx.get("work", Path("?")) / "logs"
-        if logs.is_dir():
-            for log in sorted(logs.glob("*.log")):
-                print(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        print_logs(ctx.get("work"))
         return 1
     text = section(ctx)
     print()

@@ -9,13 +9,14 @@ stages take no time, so what is left is the upload request, two Celery queues, e
 validation, the pipeline worker's bookkeeping and the client noticing the result. Target: ≤ 1 s
 (median of the runs), broken down by phase.
 
-One stack as bench/stack.py starts it with its defaults (Gunicorn with WEB_WORKERS=4 gthread x 8
-threads, `celery worker -Q ingest --concurrency 2`, `celery worker -Q pipeline --concurrency 2`,
-`celery beat`), PIPELINE_STAGE_SECONDS=0, its own work directory, DATA_DIR and database (SQLite in
-DATA_DIR; with --database-url a PostgreSQL server gets a throw-away schema, dropped at the end), and
-Redis DB 14 under its own BROKER_KEY_PREFIX `orch-<random>:`. Then, --runs times, one after the
-other, a fresh small recording (`recording_files(rid, mp4_size=--mp4-mib MiB)` zipped like
-`make_zip`; the root folder, hence the recording id, is new each run):
+One stack as bench/stack.py starts it, with bench/stack.py's default sizes set here explicitly
+(Gunicorn with WEB_WORKERS=4 gthread x 8 threads, `celery worker -Q ingest --concurrency 2`,
+`celery worker -Q pipeline --concurrency 2`, `celery beat`), PIPELINE_STAGE_SECONDS=0, its own work
+directory, DATA_DIR and database (SQLite in DATA_DIR; with --database-url a PostgreSQL server gets a
+throw-away schema, dropped at the end), and Redis DB 14 under its own BROKER_KEY_PREFIX
+`orch-<random>:`. Then, --runs times, one after the other, a fresh small recording
+(`recording_files(rid, mp4_size=--mp4-mib MiB)` zipped like `make_zip`; the root folder, hence the
+recording id, is new each run):
 
 * upload: POST /upload over http.client, the multipart body written by hand with Content-Length;
   the clock starts when the last byte of the body has been handed to the socket;
@@ -65,28 +66,46 @@ import time
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-import redis
 import requests
 from celery import Celery
-from report import free_port, machine_line, write_section
-from sqlalchemy import create_engine, select, text
+from report import free_port, machine_line, summary_row, write_section, write_summary
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from stack import Stack, redis_cleanup, stack_env, start_stack
+from stack import (
+    BIN,
+    ROOT,
+    RunDatabase,
+    RunFailed,
+    Stack,
+    epoch,
+    gunicorn_version,
+    hide_database_url,
+    install_timeout,
+    print_logs,
+    redis_client,
+    report_redis_cleanup,
+    stack_env,
+    start_stack,
+    tidy_work,
+    work_dirs,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from signpipe.db import normalize_url  # noqa: E402
 from signpipe.models import Attempt, Recording, UploadJob  # noqa: E402
 from signpipe.pipeline import _die_with_parent  # noqa: E402
 from tests.factories import make_zip, recording_files  # noqa: E402
 
-BIN = Path(sys.executable).parent
 MIB = 1024 * 1024
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+# The stack, set here rather than left to bench/stack.py's defaults (the same values).
+WEB_WORKERS = 4
+WEB_THREADS = 8
+INGEST_CONCURRENCY = 2
+CELERY_CONCURRENCY = 2
 TARGET_SECONDS = 1.0
+MIN_RUNS = 5
 RUN_TIMEOUT = 60.0  # one upload to its download
 HTTP_TIMEOUT = (5, 30)
 SEND_CHUNK = 64 * 1024
@@ -95,14 +114,6 @@ SCRIPT_ALONE_RUNS = 5
 INGEST_TASK = "signpipe.ingest"
 PIPELINE_TASK = "signpipe.run_pipeline"
 SIMULATOR = ROOT / "simulate_pipeline.sh"
-
-
-class GlobalTimeout(Exception):
-    pass
-
-
-class RunFailed(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------- the phases
@@ -188,7 +199,7 @@ PHASES = (
         "startup", "e", "claim commit, script start-up, first stage event stored", "attempt_started",
         "stage_first",
         "claim commit; signpipe/processing.py rmtree; signpipe/pipeline.py Popen with preexec_fn "
-        "_die_with_parent (ctypes.util.find_library('c') runs `ldconfig -p` in the child), "
+        "_die_with_parent (a preexec_fn makes Python fork the worker instead of vfork), "
         "record_process_group commit; bash start-up, `find` and `cksum` in simulate_pipeline.sh; "
         "record_stage's transaction for the first stage_start line",
     ),
@@ -307,44 +318,8 @@ class TaskEvents:
 # --------------------------------------------------------------------------- database
 
 
-class Database:
-    """The stack's database: SQLite in DATA_DIR, or a throw-away schema on the server of --database-url."""
-
-    def __init__(self, data_dir: Path, url: str | None, tag: str):
-        self.admin_url = url
-        self.schema = None
-        if url is None:
-            self.url = f"sqlite:///{data_dir / 'signpipe.db'}"
-            self.label = "SQLite in DATA_DIR"
-        elif normalize_url(url).startswith("postgresql"):
-            self.schema = f"bench_orch_{tag}"
-            self.url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{self.schema}"
-            self.label = "PostgreSQL from --database-url (a throw-away schema)"
-        else:
-            self.url = url
-            self.label = "database from --database-url"
-        self.engine = None
-
-    def create(self) -> None:
-        if self.schema:
-            admin = create_engine(normalize_url(self.admin_url))
-            try:
-                with admin.begin() as conn:
-                    conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-            finally:
-                admin.dispose()
-        self.engine = create_engine(normalize_url(self.url))
-
-    def drop(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
-        if self.schema:
-            admin = create_engine(normalize_url(self.admin_url))
-            try:
-                with admin.begin() as conn:
-                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
-            finally:
-                admin.dispose()
+class Database(RunDatabase):
+    """The stack's database (bench/stack.py), and the rows of one run in it."""
 
     def rows(self, job_id: str, rid: str):
         with Session(self.engine) as session:
@@ -354,17 +329,6 @@ class Database:
                 session.scalars(select(Attempt).where(Attempt.recording_id == rid).order_by(Attempt.number))
             )
             return job, rec, attempts
-
-
-def epoch(value) -> float | None:
-    """A database or JSON timestamp as Unix time; naive values are UTC (SQLite)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
 
 
 # --------------------------------------------------------------------------- one run
@@ -645,9 +609,10 @@ def section(ctx: dict) -> str:
         "",
         machine_line(),
         f"- Command: `{ctx['command']}`; {len(good)} of {len(runs)} runs on one stack, medians (min, max)",
-        f"- Stack, all on 127.0.0.1 (bench/stack.py defaults): {ctx['gunicorn']} (WEB_WORKERS=4 gthread × "
-        "WEB_THREADS=8); `celery worker -Q ingest --concurrency 2`; `celery worker -Q pipeline "
-        "--concurrency 2`; `celery beat`; the simulator with PIPELINE_STAGE_SECONDS=0 (8 stages); "
+        f"- Stack, all on 127.0.0.1 (bench/stack.py defaults): {ctx['gunicorn']} "
+        f"(WEB_WORKERS={WEB_WORKERS} gthread × WEB_THREADS={WEB_THREADS}); `celery worker -Q ingest "
+        f"--concurrency {INGEST_CONCURRENCY}`; `celery worker -Q pipeline --concurrency "
+        f"{CELERY_CONCURRENCY}`; `celery beat`; the simulator with PIPELINE_STAGE_SECONDS=0 (8 stages); "
         f"{ctx['database']}; Redis `{args.redis_url}`, BROKER_KEY_PREFIX `orch-…:`",
         f"- Each run: a fresh recording (`recording_files(rid, mp4_size={args.mp4_mib} MiB)`, zipped like "
         f"`make_zip`, {runs[0].archive_bytes:,} bytes) sent with http.client (Content-Length; the clock "
@@ -700,12 +665,21 @@ def findings(runs: list[Run], aside: dict, missed: bool) -> list[str]:
         extra = spawned - alone["plain"][0]
         notes.append(
             f"`preexec_fn=_die_with_parent` (signpipe/pipeline.py) makes Popen take {ms(spawned)} ms instead "
-            f"of {ms(alone['plain'][0])} ms (+{ms(extra)} ms a run): ctypes.util.find_library('c') runs "
-            "`ldconfig -p` (a fork and exec) inside the forked child before the exec."
+            f"of {ms(alone['plain'][0])} ms (+{ms(extra)} ms a run): with a preexec_fn, Python starts the "
+            "child with fork() (copying the worker's page tables) instead of vfork(). It buys the "
+            "parent-death signal that kills a script whose worker died; against pipeline runs of "
+            "minutes, 10 ms is kept."
         )
     missing = sum(1 for r in runs for p in PHASES if r.phase(p) is None)
     if missing:
         notes.append(f"{missing} phase value(s) missing (a timestamp was not recorded or no event arrived).")
+    negative = sorted({p.label for r in runs for p in PHASES if (v := r.phase(p)) is not None and v < 0})
+    if negative:
+        notes.append(
+            f"Negative values ({'; '.join(negative)}): the two ends come from different processes, and the "
+            "later one can be stamped first, e.g. the client stamps its last byte when send() returns, by "
+            "which time the web worker may already have stored the job; only the sum is exact."
+        )
     if missed:
         notes.append("**Where the time goes** (the three largest phases, what runs in them):")
         for value, p in ranked[:3]:
@@ -718,24 +692,29 @@ def findings(runs: list[Run], aside: dict, missed: bool) -> list[str]:
 
 def run(args: argparse.Namespace, ctx: dict) -> bool:
     deadline = time.monotonic() + args.timeout
-    base_dir = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir())
-    base_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="orchestration-bench-", dir=base_dir))
+    work, data_dir, logs = work_dirs(args.workdir, "orchestration")
     ctx["work"] = work
     tag = uuid.uuid4().hex[:8]
     prefix = f"orch-{tag}:"
-    data_dir, logs = work / "data", work / "logs"
-    data_dir.mkdir()
-    logs.mkdir()
-    db = Database(data_dir, args.database_url, tag)
+    db = Database(data_dir, args.database_url, "bench_orch_", tag)
     ctx["database"] = db.label
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    client.ping()
+    client = redis_client(args.redis_url)
     port = free_port()
     stack = Stack(
         f"http://127.0.0.1:{port}",
         logs,
-        stack_env(data_dir, port, db.url, args.redis_url, prefix, PIPELINE_STAGE_SECONDS="0"),
+        stack_env(
+            data_dir,
+            port,
+            db.url,
+            args.redis_url,
+            prefix,
+            WEB_WORKERS=str(WEB_WORKERS),
+            WEB_THREADS=str(WEB_THREADS),
+            INGEST_CONCURRENCY=str(INGEST_CONCURRENCY),
+            CELERY_CONCURRENCY=str(CELERY_CONCURRENCY),
+            PIPELINE_STAGE_SECONDS="0",
+        ),
     )
     print(f"work directory {work}; Redis {args.redis_url} prefix {prefix}; port {port}", flush=True)
     runs: list[Run] = []
@@ -789,6 +768,22 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
         ctx["notes"] = findings(good, aside, not met)
         for r in failed:
             ctx["notes"].append(f"run {r.index} ({r.rid}) failed: {r.error or 'not run'}")
+        if args.runs < MIN_RUNS:
+            ctx["notes"].append(
+                f"Only {args.runs} runs: the benchmark rules ask for medians of ≥ {MIN_RUNS}."
+            )
+        alone = aside.get("script_alone")
+        ctx["summary"] = [
+            summary_row(
+                f"Orchestration overhead: last byte of a {args.mp4_mib} MiB upload to its results "
+                f"downloadable, 0 s pipeline stages, {db.label.split(' ')[0]} (median of {len(good)})",
+                f"the simulator alone: {ms(alone['preexec'][2])} ms" if alone else "—",
+                f"{ms(median_total)} ms (max {ms(max(r.total for r in good))} ms)" if good else "no run",
+                "—",
+                f"≤ {TARGET_SECONDS:g} s",
+                passed,
+            )
+        ]
         if passed:
             ctx["verdict"] = (
                 f"**Verdict: target met**: median {ms(median_total)} ms (max "
@@ -811,42 +806,9 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
         signal.alarm(0)
         stack.stop()
         events.stop()
-        try:
-            job_ids = {r.job_id for r in runs if r.job_id}
-            removed = redis_cleanup(client, prefix, job_ids)
-            print(
-                f"redis cleanup: deleted {removed} keys ({prefix}* and extraction:<job> of "
-                f"{len(job_ids)} jobs)"
-            )
-        except redis.RedisError as exc:
-            print(f"redis cleanup failed: {exc}", file=sys.stderr)
-        try:
-            db.drop()
-        except Exception as exc:
-            print(f"database clean-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if args.keep:
-            print(f"kept {work}")
-        elif passed:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
-            print(f"logs kept in {logs}", flush=True)
-
-
-def hide_database_url(argv: list[str]) -> list[str]:
-    """The command line as shown in the report, without the database URL."""
-    shown, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--database-url":
-            shown.append("--database-url …")
-            skip = True
-        elif arg.startswith("--database-url="):
-            shown.append("--database-url …")
-        else:
-            shown.append(arg if " " not in arg else repr(arg))
-    return shown
+        report_redis_cleanup(client, prefix, {r.job_id for r in runs if r.job_id})
+        db.drop_reported()
+        tidy_work(work, args.keep, passed)
 
 
 def main() -> int:
@@ -864,35 +826,25 @@ def main() -> int:
     if args.runs < 1 or args.mp4_mib < 0 or args.poll_ms <= 0 or args.timeout < 60:
         parser.error("--runs >= 1, --mp4-mib >= 0, --poll-ms > 0, --timeout >= 60")
 
-    def on_alarm(*_):
-        raise GlobalTimeout(f"global timeout of {args.timeout:.0f} s (hard stop)")
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.timeout) + 30)  # backstop; the runs stop 30 s before --timeout
-    shown = hide_database_url(sys.argv[1:])
-    gunicorn = subprocess.run(
-        [str(BIN / "gunicorn"), "--version"], capture_output=True, text=True, timeout=30
-    )
+    install_timeout(args.timeout)  # backstop; the runs stop 30 s before --timeout
     ctx: dict = {
         "args": args,
-        "command": " ".join([".venv/bin/python bench/orchestration.py", *shown]),
-        "gunicorn": (gunicorn.stdout or gunicorn.stderr).strip(),
+        "command": " ".join([".venv/bin/python bench/orchestration.py", *hide_database_url(sys.argv[1:])]),
+        "gunicorn": gunicorn_version(),
     }
     try:
         passed = run(args, ctx)
     except Exception as exc:  # GlobalTimeout included
         print(f"benchmark could not run to its end: {type(exc).__name__}: {exc}", file=sys.stderr)
-        logs = ctx.get("work", Path("?")) / "logs"
-        if logs.is_dir():
-            for log in sorted(logs.glob("*.log")):
-                print(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        print_logs(ctx.get("work"))
         return 1
     text_out = section(ctx)
     print()
     print(text_out)
     if not args.no_write:
-        write_section("bench/orchestration.py", text_out)
+        source = "bench/orchestration.py" + (" (--database-url)" if args.database_url else "")
+        write_section(source, text_out)
+        write_summary(source, ctx["summary"])
         print("wrote BENCHMARKS.md")
     return 0 if passed else 1
 

@@ -4,9 +4,10 @@
                                       [--database-url URL] [--redis-url redis://127.0.0.1:6379/11]
 
 Starts Gunicorn exactly as production does (`gunicorn -c gunicorn.conf.py app:app`, 4 gthread
-workers x 8 threads, access log on) with its own DATA_DIR, database (SQLite in DATA_DIR unless
---database-url) and Redis DB. Seeds 10,000 recordings, one upload job in the middle of its
-extraction and that job's progress key, written by the same ProgressStore the ingest worker uses.
+workers x 8 threads, access log on) with its own DATA_DIR, database (SQLite in DATA_DIR, or a
+throw-away schema on the PostgreSQL given by --database-url) and Redis DB. Seeds 10,000
+recordings, one upload job in the middle of its extraction and that job's progress key, written
+by the same ProgressStore the ingest worker uses.
 Then runs `wrk --latency` on three routes, in rotating order, --runs times each:
 
 * `/livez`: answers `{"status": "ok"}` and touches nothing (the baseline);
@@ -34,7 +35,7 @@ from pathlib import Path
 import redis
 import requests
 from report import ROOT, free_port, machine_line, summary_row, write_section, write_summary
-from stack import BIN, Stack, redis_cleanup, stack_env
+from stack import BIN, RunDatabase, Stack, redis_cleanup, stack_env
 
 sys.path.insert(0, str(ROOT))
 
@@ -94,6 +95,7 @@ def seed(database_url: str, redis_url: str, data_dir: Path, tag: str) -> tuple[s
         archive_bytes=2 * 1024**3, percent=41.9,
     )  # fmt: skip
     ProgressStore(redis.Redis.from_url(redis_url)).set(job_id, progress)
+    db.engine.dispose()  # the server has its own connections
     return job_id, rid
 
 
@@ -143,7 +145,9 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, list[dict]], dict[str, 
     data_dir, logs = work / "data", work / "logs"
     data_dir.mkdir()
     logs.mkdir()
-    database_url = args.database_url or f"sqlite:///{data_dir / 'signpipe.db'}"
+    database = RunDatabase(data_dir, args.database_url, "bench_poll_", tag)
+    database.create()
+    database_url = database.url
     client = redis.Redis.from_url(args.redis_url)
     client.ping()
     job_id = None
@@ -179,21 +183,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, list[dict]], dict[str, 
     finally:
         stack.stop()
         redis_cleanup(client, prefix, {job_id} if job_id else set())
-        if args.database_url:
-            cleanup_database(args.database_url, tag, job_id)
+        database.drop_reported()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def cleanup_database(database_url: str, tag: str, job_id: str | None) -> None:
-    from sqlalchemy import create_engine, text
-
-    from signpipe.db import normalize_url
-
-    engine = create_engine(normalize_url(database_url))
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM recordings WHERE id LIKE :p"), {"p": f"POLL-{tag}-%"})
-        conn.execute(text("DELETE FROM upload_jobs WHERE id = :id"), {"id": job_id or ""})
-    engine.dispose()
 
 
 def main() -> int:

@@ -9,12 +9,12 @@ Target: two pipeline workers process a batch in about half the time of one, i.e.
 recordings per hour, with a fixed stage time (PIPELINE_STAGE_SECONDS, --stage-seconds).
 
 One stack as bench/stack.py starts it (Gunicorn with WEB_WORKERS=4 gthread x 8 threads,
-`celery worker -Q ingest --concurrency 2`, `celery beat`), its own work directory, DATA_DIR and
-database (SQLite in DATA_DIR; with --database-url a PostgreSQL server gets a throw-away schema,
-dropped at the end) and Redis DB 12 under its own BROKER_KEY_PREFIX `scale-<random>:`. start_stack
-waits for /healthz, which needs a consumer on `pipeline`: a pipeline worker is started with the
-stack and stopped as soon as the stack is ready, before the first upload. Then, --repetitions times, A and
-B one after the other (A, B, A, B, ...):
+`celery worker -Q ingest --concurrency 2`, `celery beat`), with no pipeline worker, its own work
+directory, DATA_DIR and database (SQLite in DATA_DIR; with --database-url a PostgreSQL server gets a
+throw-away schema, dropped at the end) and Redis DB 12 under its own BROKER_KEY_PREFIX
+`scale-<random>:`. The stack is ready when the ingest worker has logged `ready.` and the web
+process answers /livez (/healthz would want a consumer on `pipeline`). Then, --repetitions times, A
+and B one after the other (A, B, A, B, ...):
 
 * A: one `celery worker -Q pipeline --concurrency 1`; B: two such processes, distinct names;
 * with no pipeline worker running, the batch is uploaded: --recordings small recordings
@@ -49,37 +49,51 @@ stay in the work directory on a failure.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
 import requests
 from celery.utils.nodenames import host_format
-from report import free_port, machine_line, write_section
-from sqlalchemy import create_engine, func, select, text
+from report import free_port, machine_line, summary_row, write_section, write_summary
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from stack import STOP_TIMEOUT, Stack, redis_cleanup, stack_env, start_stack, worker_argv
+from stack import (
+    ROOT,
+    RunDatabase,
+    RunFailed,
+    Stack,
+    epoch,
+    gunicorn_version,
+    hide_database_url,
+    install_timeout,
+    print_logs,
+    redis_client,
+    report_redis_cleanup,
+    stack_env,
+    start_stack,
+    tidy_work,
+    work_dirs,
+    worker_argv,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from signpipe.db import normalize_url  # noqa: E402
 from signpipe.models import Attempt, Recording  # noqa: E402
 from tests.factories import make_zip, recording_files  # noqa: E402
 
-BIN = Path(sys.executable).parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
+# The stack, set here rather than left to bench/stack.py's defaults (the same values); the
+# pipeline workers get their --concurrency (1) on their command line.
+WEB_WORKERS = 4
+WEB_THREADS = 8
+INGEST_CONCURRENCY = 2
 TARGET_RATIO = 1.9
+MIN_RUNS = 5
 CONFIGS = {"A": 1, "B": 2}  # pipeline worker processes, each --concurrency 1
 WORKER_READY_TIMEOUT = 120.0
 HTTP_TIMEOUT = (5, 30)
@@ -87,14 +101,6 @@ CONTROL_TIMEOUT = 5.0
 POLL_SECONDS = 0.2
 SETTLE_SECONDS = 1.5  # after `ready.`: longer than one blocking fetch (kombu's BRPOP, 1 s)
 TERMINAL = ("completed", "failed", "cancelled")
-
-
-class GlobalTimeout(Exception):
-    pass
-
-
-class RunFailed(Exception):
-    pass
 
 
 @dataclass
@@ -134,40 +140,8 @@ class Run:
 # --------------------------------------------------------------------------- database
 
 
-class Database:
-    """The stack's database: SQLite in DATA_DIR, or a throw-away schema on the server of --database-url."""
-
-    def __init__(self, data_dir: Path, url: str | None, tag: str):
-        self.admin_url = url
-        self.schema = None
-        self.engine = None
-        if url is None:
-            self.url, self.label = f"sqlite:///{data_dir / 'signpipe.db'}", "SQLite in DATA_DIR"
-        elif normalize_url(url).startswith("postgresql"):
-            self.schema = f"bench_scale_{tag}"
-            self.url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{self.schema}"
-            self.label = "PostgreSQL from --database-url (a throw-away schema)"
-        else:
-            self.url, self.label = url, "database from --database-url"
-
-    def _admin(self, statement: str) -> None:
-        admin = create_engine(normalize_url(self.admin_url))
-        try:
-            with admin.begin() as conn:
-                conn.execute(text(statement))
-        finally:
-            admin.dispose()
-
-    def create(self) -> None:
-        if self.schema:
-            self._admin(f'CREATE SCHEMA "{self.schema}"')
-        self.engine = create_engine(normalize_url(self.url))
-
-    def drop(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
-        if self.schema:
-            self._admin(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+class Database(RunDatabase):
+    """The stack's database (bench/stack.py), and the batch's rows in it."""
 
     def count(self, rids: list[str], statuses: tuple[str, ...]) -> int:
         """Recordings of the batch in one of `statuses` (0 before the tables exist)."""
@@ -189,39 +163,7 @@ class Database:
             return recs, attempts
 
 
-def epoch(value: datetime | None) -> float | None:
-    """A database timestamp as Unix time; naive values are UTC (SQLite)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
 # --------------------------------------------------------------------------- processes
-
-
-def stop_processes(stack: Stack, names: list[str]) -> list[str]:
-    """Stop some of the stack's processes (SIGTERM to the group, SIGKILL after STOP_TIMEOUT) and
-    forget them, so the stack's crash check no longer counts them. Returns what needed SIGKILL."""
-    killed = []
-    procs = {name: stack.procs[name] for name in names if name in stack.procs}
-    for proc in procs.values():
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            killed.append(name)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-        stack.procs.pop(name, None)
-    return killed
 
 
 def wait_ready(stack: Stack, names: list[str], until: float) -> None:
@@ -230,7 +172,7 @@ def wait_ready(stack: Stack, names: list[str], until: float) -> None:
         dead = [name for name in names if stack.procs[name].poll() is not None]
         if dead:
             raise RunFailed(f"worker(s) exited during start-up: {dead}")
-        if all(b" ready." in (stack.logs / f"{name}.log").read_bytes() for name in names):
+        if stack.logged_ready(names):
             return
         if time.monotonic() > until:
             raise RunFailed(f"workers {names} not ready within {WORKER_READY_TIMEOUT:.0f} s")
@@ -284,7 +226,10 @@ def one_run(run: Run, ctx: dict, deadline: float) -> None:
         if run.queued_messages != n:
             raise RunFailed(f"{run.queued_messages} messages in {queue_key}, expected {n}")
         # Held aside while the workers start, then handed back in one step: Redis wakes every
-        # worker blocked on the queue at once, so no worker starts ahead of the other.
+        # worker blocked on the queue at once, so no worker starts ahead of the other. (The reaper
+        # re-sends only attempts queued for RESEND_AFTER_SECONDS, 60 s; should it re-send one while
+        # the list is aside, RENAMENX refuses to hand it back and the run fails instead of
+        # measuring duplicates.)
         if not client.renamenx(queue_key, held_key):
             raise RunFailed(f"{held_key} exists")
         try:
@@ -303,7 +248,7 @@ def one_run(run: Run, ctx: dict, deadline: float) -> None:
         wait_until(lambda: db.count(run.rids, TERMINAL) == n, until, f"{n} recordings to finish")
     finally:
         session.close()
-        killed = stop_processes(stack, names)
+        killed = stack.stop(names)
         if killed:
             run.problems.append(f"worker(s) {killed} needed SIGKILL to stop")
     measure(run, db)
@@ -422,8 +367,9 @@ def section(ctx: dict) -> str:
         machine_line(),
         f"- Command: `{ctx['command']}`; {args.repetitions} runs of each configuration, A and B "
         "alternating; medians",
-        f"- Stack, all on 127.0.0.1 (bench/stack.py): {ctx['gunicorn']} (WEB_WORKERS=4 gthread × "
-        "WEB_THREADS=8); `celery worker -Q ingest --concurrency 2`; `celery beat`; per run, A: one "
+        f"- Stack, all on 127.0.0.1 (bench/stack.py): {ctx['gunicorn']} (WEB_WORKERS={WEB_WORKERS} gthread × "
+        f"WEB_THREADS={WEB_THREADS}); `celery worker -Q ingest --concurrency {INGEST_CONCURRENCY}`; "
+        "`celery beat`; per run, A: one "
         "`celery worker -Q pipeline --concurrency 1`, B: two (distinct names), fresh processes; the "
         f"simulator with PIPELINE_STAGE_SECONDS={args.stage_seconds:g} (8 stages, "
         f"{8 * args.stage_seconds:g} s of sleep a recording); {ctx['database']}; Redis "
@@ -481,7 +427,11 @@ def conclude(ctx: dict) -> bool:
     for r in runs:
         if not r.ok:
             notes.append(f"run {r.repetition}{r.config}: {r.error or ''} {'; '.join(r.problems[:5])}".strip())
-    notes += ctx.get("extra_notes", [])
+    if ctx["args"].repetitions < MIN_RUNS:
+        notes.append(
+            f"Only {ctx['args'].repetitions} runs of each: the benchmark rules ask for medians of "
+            f"≥ {MIN_RUNS}."
+        )
     ctx["notes"] = notes
     failed = [r for r in runs if not r.ok]
     passed = (
@@ -490,6 +440,18 @@ def conclude(ctx: dict) -> bool:
         and not failed
         and len(runs) == 2 * ctx["args"].repetitions
     )
+    args = ctx["args"]
+    ctx["summary"] = [
+        summary_row(
+            f"Scale-out: {args.recordings} recordings at {args.stage_seconds:g} s a stage, two pipeline "
+            f"workers against one (recordings/hour, median of {args.repetitions})",
+            f"1 worker: {fmt(med(rate['A']), 0)}/h",
+            f"2 workers: {fmt(med(rate['B']), 0)}/h",
+            f"{fmt(ratio)}",
+            f"≥ {TARGET_RATIO}",
+            passed,
+        )
+    ]
     if passed:
         ctx["verdict"] = (
             f"**Verdict: target met**: B/A = {fmt(ratio)}× ≥ {TARGET_RATIO}×; every recording `completed` "
@@ -514,20 +476,22 @@ def conclude(ctx: dict) -> bool:
 
 def run(args: argparse.Namespace, ctx: dict) -> bool:
     deadline = time.monotonic() + args.timeout
-    base_dir = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir())
-    base_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="scale-out-bench-", dir=base_dir))
+    work, data_dir, logs = work_dirs(args.workdir, "scale-out")
     tag = uuid.uuid4().hex[:8]
     prefix = f"scale-{tag}:"
-    data_dir, logs = work / "data", work / "logs"
-    data_dir.mkdir()
-    logs.mkdir()
-    db = Database(data_dir, args.database_url, tag)
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    client.ping()
+    db = Database(data_dir, args.database_url, "bench_scale_", tag)
+    client = redis_client(args.redis_url)
     port = free_port()
     env = stack_env(
-        data_dir, port, db.url, args.redis_url, prefix, PIPELINE_STAGE_SECONDS=str(args.stage_seconds)
+        data_dir,
+        port,
+        db.url,
+        args.redis_url,
+        prefix,
+        WEB_WORKERS=str(WEB_WORKERS),
+        WEB_THREADS=str(WEB_THREADS),
+        INGEST_CONCURRENCY=str(INGEST_CONCURRENCY),
+        PIPELINE_STAGE_SECONDS=str(args.stage_seconds),
     )
     stack = Stack(f"http://127.0.0.1:{port}", logs, env)
     runs: list[Run] = []
@@ -540,12 +504,9 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
     try:
         db.create()
         t = time.perf_counter()
-        ingest = ("ingest", int(env["INGEST_CONCURRENCY"]))
-        start_stack(stack, tag, deadline, workers={"ingest": ingest, "probe": ("pipeline", 1)})
-        killed = stop_processes(stack, ["probe"])  # it only served /healthz during start-up
+        workers = {"ingest": ("ingest", INGEST_CONCURRENCY)}  # the pipeline workers come with each run
+        start_stack(stack, tag, deadline, workers=workers, require_health=False)
         print(f"stack ready in {time.perf_counter() - t:.1f}s: {', '.join(stack.procs)}", flush=True)
-        if killed:
-            ctx.setdefault("extra_notes", []).append("the start-up pipeline worker needed SIGKILL to stop")
         for rep in range(1, args.repetitions + 1):
             for config in CONFIGS:
                 rids = [f"SCALE-{tag}-{config}{rep}-{i + 1:02d}" for i in range(args.recordings)]
@@ -575,42 +536,9 @@ def run(args: argparse.Namespace, ctx: dict) -> bool:
     finally:
         signal.alarm(0)
         stack.stop()
-        try:
-            job_ids = {job for r in runs for job in r.job_ids}
-            removed = redis_cleanup(client, prefix, job_ids)
-            print(
-                f"redis cleanup: deleted {removed} keys ({prefix}* and extraction:<job> of "
-                f"{len(job_ids)} jobs)"
-            )
-        except redis.RedisError as exc:
-            print(f"redis cleanup failed: {exc}", file=sys.stderr)
-        try:
-            db.drop()
-        except Exception as exc:
-            print(f"database clean-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if args.keep:
-            print(f"kept {work}")
-        elif passed:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
-            print(f"logs kept in {logs}", flush=True)
-
-
-def hide_database_url(argv: list[str]) -> list[str]:
-    """The command line as shown in the report, without the database URL."""
-    shown, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--database-url":
-            shown.append("--database-url …")
-            skip = True
-        elif arg.startswith("--database-url="):
-            shown.append("--database-url …")
-        else:
-            shown.append(arg if " " not in arg else repr(arg))
-    return shown
+        report_redis_cleanup(client, prefix, {job for r in runs for job in r.job_ids})
+        db.drop_reported()
+        tidy_work(work, args.keep, passed)
 
 
 def main() -> int:
@@ -628,36 +556,27 @@ def main() -> int:
     if args.recordings < 2 or args.stage_seconds < 0 or args.repetitions < 1 or args.timeout < 120:
         parser.error("--recordings >= 2, --stage-seconds >= 0, --repetitions >= 1, --timeout >= 120")
 
-    def on_alarm(*_):
-        raise GlobalTimeout(f"global timeout of {args.timeout:.0f} s (hard stop)")
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.timeout) + 30)  # backstop; the runs stop before --timeout
-    gunicorn = subprocess.run(
-        [str(BIN / "gunicorn"), "--version"], capture_output=True, text=True, timeout=30
-    )
+    install_timeout(args.timeout)  # backstop; the runs stop before --timeout
     ctx: dict = {
         "args": args,
         "command": " ".join([".venv/bin/python bench/scale_out.py", *hide_database_url(sys.argv[1:])]),
-        "gunicorn": (gunicorn.stdout or gunicorn.stderr).strip(),
+        "gunicorn": gunicorn_version(),
     }
     started = time.monotonic()
     try:
         passed = run(args, ctx)
     except Exception as exc:  # GlobalTimeout included
         print(f"benchmark could not run to its end: {type(exc).__name__}: {exc}", file=sys.stderr)
-        logs = ctx.get("work", Path("?")) / "logs"
-        if logs.is_dir():
-            for log in sorted(logs.glob("*.log")):
-                print(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        print_logs(ctx.get("work"))
         return 1
     ctx["notes"].append(f"The whole benchmark took {time.monotonic() - started:.0f} s.")
     text_out = section(ctx)
     print()
     print(text_out)
     if not args.no_write:
-        write_section("bench/scale_out.py", text_out)
+        source = "bench/scale_out.py" + (" (--database-url)" if args.database_url else "")
+        write_section(source, text_out)
+        write_summary(source, ctx["summary"])
         print("wrote BENCHMARKS.md")
     return 0 if passed else 1
 

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/status_scale.py [--database-url URL] [--runs 30] [--rounds 5]
 
-Seeds a fresh database (SQLite in a temp folder, or an empty PostgreSQL schema given by URL)
+Seeds a fresh database (SQLite in a temp folder, or a throw-away schema on the PostgreSQL given by
+--database-url, dropped afterwards)
 with recordings in mixed states (the same 30 running or waiting at both sizes, the rest
 finished), then times requests through the app in-process (the Flask test client: the server's
 own work, without network or client overhead). A round measures 100, then 10,000, then 10,000
@@ -19,11 +20,13 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import fakeredis
 from report import ROOT, machine_line, summary_row, write_section, write_summary
+from stack import RunDatabase
 
 sys.path.insert(0, str(ROOT))
 
@@ -82,24 +85,33 @@ def time_case(client, path: str, runs: int) -> float:
 
 def measure(count: int, database_url: str | None, runs: int, counts_max_age: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="status-bench-") as tmp:
-        app = create_app(
-            {
-                "DATA_DIR": tmp,
-                "DATABASE_URL": database_url or f"sqlite:///{Path(tmp) / 'db'}",
-                "CELERY_BROKER_URL": "memory://",
-                "LOG_LEVEL": "WARNING",
-                "STATUS_COUNTS_MAX_AGE": counts_max_age,
-            }
-        )
-        bind_redis(app, fakeredis.FakeRedis())
-        with app.app_context():
-            if database_url:  # start from an empty table in the given schema
-                with db.transaction() as session:
-                    session.execute(Recording.__table__.delete())
-            seed(count)
-            client = app.test_client()
-            client.get("/status")  # warm templates and connections
-            return {name: time_case(client, path, runs) for name, path in CASES.items()}
+        database = RunDatabase(Path(tmp), database_url, "bench_status_", uuid.uuid4().hex[:8])
+        database.create()
+        try:
+            return measure_in(database.url, tmp, count, runs, counts_max_age)
+        finally:
+            database.drop_reported()
+
+
+def measure_in(database_url: str, tmp: str, count: int, runs: int, counts_max_age: float) -> dict[str, float]:
+    """Seed `count` recordings into an empty database and time every case."""
+    app = create_app(
+        {
+            "DATA_DIR": tmp,
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": "memory://",
+            "LOG_LEVEL": "WARNING",
+            "STATUS_COUNTS_MAX_AGE": counts_max_age,
+        }
+    )
+    bind_redis(app, fakeredis.FakeRedis())
+    with app.app_context():
+        seed(count)
+        client = app.test_client()
+        client.get("/status")  # warm templates and connections
+        result = {name: time_case(client, path, runs) for name, path in CASES.items()}
+    db.engine.dispose()  # before its schema is dropped
+    return result
 
 
 def main() -> int:
