@@ -50,6 +50,46 @@ TARGET_RATIO = 0.8
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
+# Not re-measured by a run of this script: found by profiling (cProfile, and time.process_time over
+# 5 x 2000 requests driven straight through the WSGI app), so it carries its own date and setup.
+WHERE_THE_TIME_GOES = """
+### Where the time goes, and the plan
+
+Profiled on 2026-12-04 on this machine: CPU time of the web process per request, the WSGI app
+called directly (no HTTP), medians of 5 × 2000 requests.
+
+- `/livez`: 0.07 ms. Under wrk most of the machine goes to what every request pays: Gunicorn's
+  HTTP parsing and access log line, the kernel's loopback TCP, and wrk itself on the same 2 CPUs.
+- `/extract_status/<job>`: 0.21–0.26 ms. One Redis GET inside a request adds 0.12 ms of the web
+  process's CPU (redis-py packing the command, `sendall` and `recv_into` on the socket, parsing
+  the reply; the same with a bare `redis.Redis()` client and with hiredis), plus Redis's own CPU
+  on the same cores. JSON decoding and `jsonify` are 0.02 ms. The endpoint is one GET from the
+  floor; what is left is the round trip itself.
+- `/api/recordings/<id>` on SQLite: was 0.56 ms, spent mostly in building two ORM statements
+  and their cache keys per request; now one joined statement built once, run on a plain
+  connection: 0.1 ms for the query, about 0.3 ms for the request.
+- `/api/recordings/<id>` on PostgreSQL: was 1.3 ms, now 0.7–0.9 ms. A bare psycopg `SELECT 1` costs
+  0.05–0.08 ms of client CPU; through SQLAlchemy's pool (checkout, the pre-ping's own round trip,
+  reset on return) a one-statement read costs 0.2–0.3 ms before the query runs, and the
+  PostgreSQL backend's CPU shares the same 2 cores with wrk and Gunicorn.
+
+Plan, most effective first:
+
+1. Serve the recording poll from Redis like the progress poll: the workers already write every
+   change of a recording in one place (`signpipe/jobs.py`); they would also write the recording's
+   JSON to `recording:<id>` (with its `updated_at` as a version, written after the commit), and
+   the endpoint would read the database only when that key is missing. That makes it cost what
+   `/extract_status` costs, on SQLite and PostgreSQL alike.
+2. Push instead of poll: one Server-Sent Events stream per open page, fed from a Redis pub/sub
+   message per progress write (4 a second at most per job), so the cost follows the updates,
+   not the number of browsers times 3 polls a second. It needs a worker class that holds many
+   idle connections cheaply (gevent or an async worker for that route).
+3. Drop the per-checkout pre-ping on the web processes only, handling a dropped PostgreSQL
+   connection optimistically (SQLAlchemy invalidates the pool on the first disconnect error;
+   a read is retried once): one round trip less per database read.
+"""
+
+
 def seed(database_url: str, redis_url: str, data_dir: Path, tag: str) -> tuple[str, str]:
     """10,000 recordings, one job mid-extraction and its progress key; returns (job id, recording id)."""
     app = create_app(
@@ -242,6 +282,7 @@ def main() -> int:
             "| route | requests/s | range | ratio to baseline | p99 ms | non-2xx + socket errors | target |",
             "|---|---|---|---|---|---|---|",
             *rows,
+            WHERE_THE_TIME_GOES,
         ]
     )
     print(text)
