@@ -56,6 +56,9 @@ class Config:
     # Uploads and temp folders no live job owns are deleted after this long.
     ORPHAN_AGE_SECONDS = _float("ORPHAN_AGE_SECONDS", 24 * 3600)
     PROGRESS_TTL_SECONDS = 3600
+    # Each web process answers progress polls from the records the writers publish, re-reading
+    # Redis for a record that has had no message for this long. 0 reads Redis on every poll.
+    PROGRESS_FEED_MAX_AGE = _float("PROGRESS_FEED_MAX_AGE", 5)
     # The status page's count per status is reused for this long by each web process: counting
     # scans every recording, a page of rows does not. 0 counts on every request.
     STATUS_COUNTS_MAX_AGE = _float("STATUS_COUNTS_MAX_AGE", 2)

@@ -13,6 +13,9 @@ from redis.retry import Retry
 
 from .db import db
 from .progress import ProgressStore, bind_store
+from .progress_feed import ProgressFeed
+
+PROGRESS_CHANNEL = "extraction-progress"  # after BROKER_KEY_PREFIX
 
 INGEST_TASK = "signpipe.ingest"
 PIPELINE_TASK = "signpipe.run_pipeline"
@@ -35,9 +38,15 @@ def init_redis(app: Flask) -> None:
 def bind_redis(app: Flask, client: redis.Redis) -> None:
     """Use this client for health checks and the progress store (tests pass a fake one)."""
     app.extensions["redis"] = client
-    store = ProgressStore(client, ttl=app.config["PROGRESS_TTL_SECONDS"])
+    channel = app.config.get("BROKER_KEY_PREFIX", "") + PROGRESS_CHANNEL
+    store = ProgressStore(client, ttl=app.config["PROGRESS_TTL_SECONDS"], channel=channel)
     app.extensions["progress"] = store
     bind_store(store)
+    old = app.extensions.get("progress_feed")
+    if old is not None:
+        old.stop()
+    max_age = app.config["PROGRESS_FEED_MAX_AGE"]
+    app.extensions["progress_feed"] = ProgressFeed(store, max_age) if max_age > 0 else None
 
 
 def celery_settings(config: dict) -> dict:

@@ -41,19 +41,27 @@ def new_progress(job_id: str, status: str = "queued", **fields: object) -> dict:
 
 
 class ProgressStore:
-    """Reads and writes progress records; every write re-applies the TTL."""
+    """Reads and writes progress records; every write re-applies the TTL and, given a channel,
+    is published on it too (the web processes' ProgressFeed listens there)."""
 
-    def __init__(self, redis_client, ttl: int = DEFAULT_TTL):
+    def __init__(self, redis_client, ttl: int = DEFAULT_TTL, channel: str | None = None):
         self.redis = redis_client
         self.ttl = ttl
+        self.channel = channel
 
     def get(self, job_id: str) -> dict | None:
         raw = self.redis.get(progress_key(job_id))
         return json.loads(raw) if raw else None
 
     def set(self, job_id: str, progress: dict) -> None:
-        progress = dict(progress, updated_at=time.time())
-        self.redis.set(progress_key(job_id), json.dumps(progress), ex=self.ttl)
+        raw = json.dumps(dict(progress, updated_at=time.time()))
+        if self.channel is None:
+            self.redis.set(progress_key(job_id), raw, ex=self.ttl)
+            return
+        pipe = self.redis.pipeline(transaction=False)  # one round trip for both
+        pipe.set(progress_key(job_id), raw, ex=self.ttl)
+        pipe.publish(self.channel, raw)
+        pipe.execute()
 
     def try_get(self, job_id: str) -> dict | None:
         """Like get(), but None when Redis is unreachable (the database still has the job)."""

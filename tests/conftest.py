@@ -72,6 +72,7 @@ def app(tmp_path, database_url, redis_client):
             "CELERY_BROKER_URL": "memory://",
             "PIPELINE_STAGE_SECONDS": 0,
             "MAX_UPLOAD_BYTES": 50 * 1024 * 1024,
+            "PROGRESS_FEED_MAX_AGE": 0,  # tests/test_progress_feed.py covers the feed
         }
     )
     bind_redis(app, redis_client)

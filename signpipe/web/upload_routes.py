@@ -41,8 +41,9 @@ def extract_status(job_id: str):
     """Live progress of one upload job (from Redis, or from its row once Redis forgot it)."""
     if not JOB_ID_RE.match(job_id):
         abort(404, description="Unknown job id")
+    feed = current_app.extensions.get("progress_feed")
     try:
-        progress = get_extraction_progress(job_id)
+        progress = feed.get(job_id) if feed is not None else get_extraction_progress(job_id)
     except Exception as exc:
         raise ServiceUnavailable("Progress store (Redis) is unavailable") from exc
     if progress is None:
