@@ -11,8 +11,11 @@ by the same ProgressStore the ingest worker uses.
 Then runs `wrk --latency` on three routes, in rotating order, --runs times each:
 
 * `/livez`: answers `{"status": "ok"}` and touches nothing (the baseline);
-* `/extract_status/<job>`: the uploader's poll (every 300 ms per browser): one Redis GET;
-* `/api/recordings/<id>`: the recording page's poll: one primary-key read.
+* `/extract_status/<job>`: the uploader's poll (every 300 ms per browser), answered from the
+  progress records the web process receives (a Redis GET when it has none younger than
+  PROGRESS_FEED_MAX_AGE, 5 s: nothing writes this job's key during the run, as while a job waits);
+* `/api/recordings/<id>`: the recording page's poll: one joined read of the recording and its
+  attempts.
 
 Target: each polled route serves >= 0.8x the baseline's requests/s; p99 latency reported. Medians
 over the runs. wrk and Gunicorn share the machine's CPUs, as a load balancer's clients would not;
@@ -53,38 +56,37 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 # Not re-measured by a run of this script: found by profiling (cProfile, and time.process_time over
 # 5 x 2000 requests driven straight through the WSGI app), so it carries its own date and setup.
 WHERE_THE_TIME_GOES = """
-### Where the time goes, and the plan
+### Where the time went, what was fixed, and the plan for what is left
 
 Profiled on 2026-12-04 on this machine: CPU time of the web process per request, the WSGI app
-called directly (no HTTP), medians of 5 × 2000 requests.
+called directly (no HTTP), medians of 5 × 2000 requests; then wrk as above.
 
 - `/livez`: 0.07 ms. Under wrk most of the machine goes to what every request pays: Gunicorn's
   HTTP parsing and access log line, the kernel's loopback TCP, and wrk itself on the same 2 CPUs.
-- `/extract_status/<job>`: 0.21–0.26 ms. One Redis GET inside a request adds 0.12 ms of the web
-  process's CPU (redis-py packing the command, `sendall` and `recv_into` on the socket, parsing
-  the reply; the same with a bare `redis.Redis()` client and with hiredis), plus Redis's own CPU
-  on the same cores. JSON decoding and `jsonify` are 0.02 ms. The endpoint is one GET from the
-  floor; what is left is the round trip itself.
-- `/api/recordings/<id>` on SQLite: was 0.56 ms, spent mostly in building two ORM statements
-  and their cache keys per request; now one joined statement built once, run on a plain
-  connection: 0.1 ms for the query, about 0.3 ms for the request.
-- `/api/recordings/<id>` on PostgreSQL: was 1.3 ms, now 0.7–0.9 ms. A bare psycopg `SELECT 1` costs
-  0.05–0.08 ms of client CPU; through SQLAlchemy's pool (checkout, the pre-ping's own round trip,
-  reset on return) a one-statement read costs 0.2–0.3 ms before the query runs, and the
-  PostgreSQL backend's CPU shares the same 2 cores with wrk and Gunicorn.
+- `/extract_status/<job>` read Redis on every poll: 0.12 ms more CPU (redis-py packing the
+  command, `sendall` and `recv_into`, parsing the reply; the same with a bare client and with
+  hiredis) plus Redis's own CPU, and under load the thread, once its reply is in, waits for the
+  GIL behind its worker's 7 other threads: 0.61× /livez under wrk. **Fixed**: the progress store
+  publishes every record it writes and each web process answers polls from what it received
+  (`signpipe/progress_feed.py`): now at /livez's rate.
+- `/api/recordings/<id>` on SQLite spent most of its 0.56 ms building two ORM statements and
+  their cache keys per request. **Fixed**: one joined statement built once, on a plain
+  connection: 0.1 ms for the query, about 0.3 ms for the request; 0.6–0.7× /livez under wrk
+  (was about 0.25×). What is left is the query itself and, as above, the GIL wait after it.
+- `/api/recordings/<id>` on PostgreSQL: 1.3 ms before, 0.7–0.9 ms now. A bare psycopg `SELECT 1`
+  costs 0.05–0.08 ms of client CPU; through SQLAlchemy's pool (checkout, the pre-ping's own round
+  trip, reset on return) a one-statement read costs 0.2–0.3 ms before the query runs, and the
+  PostgreSQL backend's CPU shares the same 2 cores with wrk and Gunicorn: about 0.26×.
 
-Plan, most effective first:
+Plan for the recording poll (the page polls it every few seconds per open recording, against
+3 polls a second per uploader for the progress):
 
-1. Serve the recording poll from Redis like the progress poll: the workers already write every
-   change of a recording in one place (`signpipe/jobs.py`); they would also write the recording's
-   JSON to `recording:<id>` (with its `updated_at` as a version, written after the commit), and
-   the endpoint would read the database only when that key is missing. That makes it cost what
-   `/extract_status` costs, on SQLite and PostgreSQL alike.
-2. Push instead of poll: one Server-Sent Events stream per open page, fed from a Redis pub/sub
-   message per progress write (4 a second at most per job), so the cost follows the updates,
-   not the number of browsers times 3 polls a second. It needs a worker class that holds many
-   idle connections cheaply (gevent or an async worker for that route).
-3. Drop the per-checkout pre-ping on the web processes only, handling a dropped PostgreSQL
+1. Answer it from memory the way progress polls are answered: every session commit that
+   touched a recording or its attempts publishes the recording ids (collected by SQLAlchemy
+   session events: flushed objects, and the WHERE clause of ORM UPDATEs, which the event can
+   run as a SELECT of ids first), and each web process keeps the recordings it served until a
+   message names them, its subscription drops, or a maximum age passes.
+2. Drop the per-checkout pre-ping on the web processes only, handling a dropped PostgreSQL
    connection optimistically (SQLAlchemy invalidates the pool on the first disconnect error;
    a read is retried once): one round trip less per database read.
 """
