@@ -59,7 +59,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -68,21 +67,18 @@ from pathlib import Path
 
 import redis
 import requests
-from report import free_port, machine_line, summary_row, write_section, write_summary
+from report import machine_line, summary_row, write_section, write_summary
 from stack import (
     ROOT,
-    RunDatabase,
-    Stack,
+    add_run_arguments,
     gunicorn_version,
     hide_database_url,
     install_timeout,
+    new_run,
     print_logs,
-    redis_client,
     report_redis_cleanup,
-    stack_env,
     start_stack,
     tidy_work,
-    work_dirs,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -547,31 +543,23 @@ def section(ctx: dict) -> str:
 def run(args: argparse.Namespace, ctx: dict) -> bool:
     start_mono = time.monotonic()
     deadline = start_mono + args.timeout
-    work, data_dir, logs = work_dirs(args.workdir, "load")
-    ctx["work"] = work
-    tag = uuid.uuid4().hex[:8]
-    prefix = f"load-{tag}:"
-    db = RunDatabase(data_dir, args.database_url, "bench_load_", tag)
-    ctx["database"] = db.label
-    client = redis_client(args.redis_url)
-    port = free_port()
-    stack = Stack(
-        f"http://127.0.0.1:{port}",
-        logs,
-        stack_env(
-            data_dir,
-            port,
-            db.url,
-            args.redis_url,
-            prefix,
-            WEB_WORKERS=str(WEB_WORKERS),
-            WEB_THREADS=str(WEB_THREADS),
-            INGEST_CONCURRENCY=str(INGEST_CONCURRENCY),
-            CELERY_CONCURRENCY=str(CELERY_CONCURRENCY),
-            PIPELINE_STAGE_SECONDS=str(STAGE_SECONDS),
-        ),  # fmt: skip
+    place = new_run(
+        args, "load", "load",
+        WEB_WORKERS=str(WEB_WORKERS), WEB_THREADS=str(WEB_THREADS),
+        INGEST_CONCURRENCY=str(INGEST_CONCURRENCY), CELERY_CONCURRENCY=str(CELERY_CONCURRENCY),
+        PIPELINE_STAGE_SECONDS=str(STAGE_SECONDS),
+    )  # fmt: skip
+    work, logs, tag, prefix, db, client, stack = (
+        place.work,
+        place.logs,
+        place.tag,
+        place.prefix,
+        place.db,
+        place.client,
+        place.stack,
     )
-    print(f"work directory {work}; Redis {args.redis_url} prefix {prefix}; port {port}", flush=True)
+    ctx["work"] = work
+    ctx["database"] = db.label
 
     rids = [f"LOAD-{tag}-{i + 1:02d}" for i in range(args.uploads)]
     jobs: list[Job] = []
@@ -776,12 +764,7 @@ def main() -> int:
     parser.add_argument("--uploads", type=int, default=8, help="concurrent uploads (recordings)")
     parser.add_argument("--size-mib", type=int, default=200, help="MP4 size per recording, MiB")
     parser.add_argument("--pollers", type=int, default=100)
-    parser.add_argument("--timeout", type=float, default=900, help="global timeout, seconds")
-    parser.add_argument("--database-url", default=None, help="default: SQLite in the run's DATA_DIR")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--workdir", default=None, help="parent of the work directory (default: /tmp)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    add_run_arguments(parser, DEFAULT_REDIS_URL, timeout=900)
     args = parser.parse_args()
     if args.uploads < 1 or args.size_mib < 1 or args.pollers < 0 or args.timeout < 120:
         parser.error("--uploads and --size-mib >= 1, --pollers >= 0, --timeout >= 120")

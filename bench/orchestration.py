@@ -70,7 +70,7 @@ from pathlib import Path
 
 import requests
 from celery import Celery
-from report import free_port, machine_line, summary_row, write_section, write_summary
+from report import machine_line, summary_row, write_section, write_summary
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from stack import (
@@ -79,17 +79,16 @@ from stack import (
     RunDatabase,
     RunFailed,
     Stack,
+    add_run_arguments,
     epoch,
     gunicorn_version,
     hide_database_url,
     install_timeout,
+    new_run,
     print_logs,
-    redis_client,
     report_redis_cleanup,
-    stack_env,
     start_stack,
     tidy_work,
-    work_dirs,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -692,31 +691,24 @@ def findings(runs: list[Run], aside: dict, missed: bool) -> list[str]:
 
 def run(args: argparse.Namespace, ctx: dict) -> bool:
     deadline = time.monotonic() + args.timeout
-    work, data_dir, logs = work_dirs(args.workdir, "orchestration")
-    ctx["work"] = work
-    tag = uuid.uuid4().hex[:8]
-    prefix = f"orch-{tag}:"
-    db = Database(data_dir, args.database_url, "bench_orch_", tag)
-    ctx["database"] = db.label
-    client = redis_client(args.redis_url)
-    port = free_port()
-    stack = Stack(
-        f"http://127.0.0.1:{port}",
-        logs,
-        stack_env(
-            data_dir,
-            port,
-            db.url,
-            args.redis_url,
-            prefix,
-            WEB_WORKERS=str(WEB_WORKERS),
-            WEB_THREADS=str(WEB_THREADS),
-            INGEST_CONCURRENCY=str(INGEST_CONCURRENCY),
-            CELERY_CONCURRENCY=str(CELERY_CONCURRENCY),
-            PIPELINE_STAGE_SECONDS="0",
-        ),
+    place = new_run(
+        args, "orchestration", "orch", Database,
+        WEB_WORKERS=str(WEB_WORKERS), WEB_THREADS=str(WEB_THREADS),
+        INGEST_CONCURRENCY=str(INGEST_CONCURRENCY), CELERY_CONCURRENCY=str(CELERY_CONCURRENCY),
+        PIPELINE_STAGE_SECONDS="0",
+    )  # fmt: skip
+    work, data_dir, tag, prefix, db, client, port, stack = (
+        place.work,
+        place.data_dir,
+        place.tag,
+        place.prefix,
+        place.db,
+        place.client,
+        place.port,
+        place.stack,
     )
-    print(f"work directory {work}; Redis {args.redis_url} prefix {prefix}; port {port}", flush=True)
+    ctx["work"] = work
+    ctx["database"] = db.label
     runs: list[Run] = []
     ctx["runs"] = runs
     events = TaskEvents(args.redis_url, prefix)
@@ -816,12 +808,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="uploads, one after the other (>= 5)")
     parser.add_argument("--mp4-mib", type=int, default=1, help="MP4 size per recording, MiB")
     parser.add_argument("--poll-ms", type=float, default=20, help="client poll interval")
-    parser.add_argument("--timeout", type=float, default=300, help="global timeout, seconds")
-    parser.add_argument("--database-url", default=None, help="default: SQLite in the run's DATA_DIR")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--workdir", default=None, help="parent of the work directory (default: /tmp)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    add_run_arguments(parser, DEFAULT_REDIS_URL, timeout=300)
     args = parser.parse_args()
     if args.runs < 1 or args.mp4_mib < 0 or args.poll_ms <= 0 or args.timeout < 60:
         parser.error("--runs >= 1, --mp4-mib >= 0, --poll-ms > 0, --timeout >= 60")

@@ -53,14 +53,13 @@ import signal
 import statistics
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 import requests
 from celery.utils.nodenames import host_format
-from report import free_port, machine_line, summary_row, write_section, write_summary
+from report import machine_line, summary_row, write_section, write_summary
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from stack import (
@@ -68,17 +67,16 @@ from stack import (
     RunDatabase,
     RunFailed,
     Stack,
+    add_run_arguments,
     epoch,
     gunicorn_version,
     hide_database_url,
     install_timeout,
+    new_run,
     print_logs,
-    redis_client,
     report_redis_cleanup,
-    stack_env,
     start_stack,
     tidy_work,
-    work_dirs,
     worker_argv,
 )
 
@@ -476,30 +474,24 @@ def conclude(ctx: dict) -> bool:
 
 def run(args: argparse.Namespace, ctx: dict) -> bool:
     deadline = time.monotonic() + args.timeout
-    work, data_dir, logs = work_dirs(args.workdir, "scale-out")
-    tag = uuid.uuid4().hex[:8]
-    prefix = f"scale-{tag}:"
-    db = Database(data_dir, args.database_url, "bench_scale_", tag)
-    client = redis_client(args.redis_url)
-    port = free_port()
-    env = stack_env(
-        data_dir,
-        port,
-        db.url,
-        args.redis_url,
-        prefix,
-        WEB_WORKERS=str(WEB_WORKERS),
-        WEB_THREADS=str(WEB_THREADS),
-        INGEST_CONCURRENCY=str(INGEST_CONCURRENCY),
-        PIPELINE_STAGE_SECONDS=str(args.stage_seconds),
+    place = new_run(
+        args, "scale-out", "scale", Database,
+        WEB_WORKERS=str(WEB_WORKERS), WEB_THREADS=str(WEB_THREADS),
+        INGEST_CONCURRENCY=str(INGEST_CONCURRENCY), PIPELINE_STAGE_SECONDS=str(args.stage_seconds),
+    )  # fmt: skip
+    work, tag, prefix, db, client, stack = (
+        place.work,
+        place.tag,
+        place.prefix,
+        place.db,
+        place.client,
+        place.stack,
     )
-    stack = Stack(f"http://127.0.0.1:{port}", logs, env)
     runs: list[Run] = []
     ctx.update(
         work=work, tag=tag, prefix=prefix, db=db, stack=stack, redis=client, runs=runs,
         database=db.label, dead=stack.dead,
     )  # fmt: skip
-    print(f"work directory {work}; Redis {args.redis_url} prefix {prefix}; port {port}", flush=True)
     passed = False
     try:
         db.create()
@@ -546,12 +538,7 @@ def main() -> int:
     parser.add_argument("--recordings", type=int, default=12, help="batch size (even: an even split)")
     parser.add_argument("--stage-seconds", type=float, default=0.25, help="PIPELINE_STAGE_SECONDS")
     parser.add_argument("--repetitions", type=int, default=5, help="runs of each configuration (>= 5)")
-    parser.add_argument("--timeout", type=float, default=900, help="global timeout, seconds")
-    parser.add_argument("--database-url", default=None, help="default: SQLite in the run's DATA_DIR")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
-    parser.add_argument("--workdir", default=None, help="parent of the work directory (default: /tmp)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    add_run_arguments(parser, DEFAULT_REDIS_URL, timeout=900)
     args = parser.parse_args()
     if args.recordings < 2 or args.stage_seconds < 0 or args.repetitions < 1 or args.timeout < 120:
         parser.error("--recordings >= 2, --stage-seconds >= 0, --repetitions >= 1, --timeout >= 120")

@@ -7,6 +7,7 @@ shares nothing with a test run or another benchmark but the Redis server (and, w
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -15,12 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
 import requests
+from report import free_port
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -364,3 +367,44 @@ def hide_database_url(argv: list[str]) -> list[str]:
         else:
             shown.append(arg if " " not in arg else repr(arg))
     return shown
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, redis_url: str, timeout: float) -> None:
+    """The options every whole-service benchmark takes."""
+    parser.add_argument("--timeout", type=float, default=timeout, help="global timeout, seconds")
+    parser.add_argument("--database-url", default=None, help="default: SQLite in the run's DATA_DIR")
+    parser.add_argument("--redis-url", default=redis_url)
+    parser.add_argument("--workdir", default=None, help="parent of the work directory (default: /tmp)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+
+
+@dataclass
+class RunPlace:
+    """Where one benchmark run lives: its folders, names, database, Redis client, port and stack."""
+
+    work: Path
+    data_dir: Path
+    logs: Path
+    tag: str
+    prefix: str
+    db: RunDatabase
+    client: redis.Redis
+    port: int
+    stack: Stack
+
+
+def new_run(args: argparse.Namespace, name: str, key: str, database=RunDatabase, **settings) -> RunPlace:
+    """A fresh work directory `<name>-bench-…`, BROKER_KEY_PREFIX `<key>-<tag>:`, a database
+    (`database`, a RunDatabase class) with schema prefix `bench_<key>_`, and the stack's
+    environment with `settings` (strings) over stack_env's defaults. Nothing is started yet."""
+    work, data_dir, logs = work_dirs(args.workdir, name)
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"{key}-{tag}:"
+    db = database(data_dir, args.database_url, f"bench_{key}_", tag)
+    client = redis_client(args.redis_url)
+    port = free_port()
+    env = stack_env(data_dir, port, db.url, args.redis_url, prefix, **settings)
+    stack = Stack(f"http://127.0.0.1:{port}", logs, env)
+    print(f"work directory {work}; Redis {args.redis_url} prefix {prefix}; port {port}", flush=True)
+    return RunPlace(work, data_dir, logs, tag, prefix, db, client, port, stack)
