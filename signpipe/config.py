@@ -59,6 +59,8 @@ class Config:
     # Each web process answers progress polls from the records the writers publish, re-reading
     # Redis for a record that has had no message for this long. 0 reads Redis on every poll.
     PROGRESS_FEED_MAX_AGE = _float("PROGRESS_FEED_MAX_AGE", 5)
+    # The same for recording polls (/api/recordings/<id>), dropped when a commit announces a change.
+    RECORDING_FEED_MAX_AGE = _float("RECORDING_FEED_MAX_AGE", 10)
     # The status page's count per status is reused for this long by each web process: counting
     # scans every recording, a page of rows does not. 0 counts on every request.
     STATUS_COUNTS_MAX_AGE = _float("STATUS_COUNTS_MAX_AGE", 2)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import redis
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_ready
 from flask import Flask, current_app
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
+from . import changes
 from .db import db
+from .feeds import ProgressFeed, RecordingFeed
 from .progress import ProgressStore, bind_store
-from .progress_feed import ProgressFeed
 
-PROGRESS_CHANNEL = "extraction-progress"  # after BROKER_KEY_PREFIX
+# Pub/sub channels, after BROKER_KEY_PREFIX.
+PROGRESS_CHANNEL = "extraction-progress"
+RECORDING_CHANNEL = "recording-changes"
 
 INGEST_TASK = "signpipe.ingest"
 PIPELINE_TASK = "signpipe.run_pipeline"
@@ -32,21 +36,50 @@ def init_redis(app: Flask) -> None:
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
     )
-    bind_redis(app, client)
+    # Announcing a commit must never hold up the commit's caller when Redis is slow or gone.
+    announcer = redis.Redis.from_url(
+        app.config["REDIS_URL"], socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    bind_redis(app, client, announcer)
 
 
-def bind_redis(app: Flask, client: redis.Redis) -> None:
-    """Use this client for health checks and the progress store (tests pass a fake one)."""
+class ChangeAnnouncer:
+    """Publishes the recording ids a commit changed; after a failure, stays quiet for a few
+    seconds (the subscribers, on the same Redis, have dropped what they held meanwhile)."""
+
+    QUIET_SECONDS = 5.0
+
+    def __init__(self, client: redis.Redis, channel: str):
+        self.client = client
+        self.channel = channel
+        self._quiet_until = 0.0
+
+    def __call__(self, ids: set[str]) -> None:
+        if time.monotonic() < self._quiet_until:
+            return
+        try:
+            self.client.publish(self.channel, " ".join(sorted(ids)))
+        except Exception:
+            self._quiet_until = time.monotonic() + self.QUIET_SECONDS
+            raise
+
+
+def bind_redis(app: Flask, client: redis.Redis, announcer: redis.Redis | None = None) -> None:
+    """Use this client for health checks, the progress store and the feeds (tests pass a fake one)."""
     app.extensions["redis"] = client
     channel = app.config.get("BROKER_KEY_PREFIX", "") + PROGRESS_CHANNEL
     store = ProgressStore(client, ttl=app.config["PROGRESS_TTL_SECONDS"], channel=channel)
     app.extensions["progress"] = store
     bind_store(store)
-    old = app.extensions.get("progress_feed")
-    if old is not None:
-        old.stop()
+    recordings = app.config.get("BROKER_KEY_PREFIX", "") + RECORDING_CHANNEL
+    changes.bind_publisher(ChangeAnnouncer(announcer or client, recordings))
+    for name in ("progress_feed", "recording_feed"):
+        if app.extensions.get(name) is not None:
+            app.extensions[name].stop()
     max_age = app.config["PROGRESS_FEED_MAX_AGE"]
     app.extensions["progress_feed"] = ProgressFeed(store, max_age) if max_age > 0 else None
+    max_age = app.config["RECORDING_FEED_MAX_AGE"]
+    app.extensions["recording_feed"] = RecordingFeed(client, recordings, max_age) if max_age > 0 else None
 
 
 def celery_settings(config: dict) -> dict:

@@ -42,7 +42,7 @@ def new_progress(job_id: str, status: str = "queued", **fields: object) -> dict:
 
 class ProgressStore:
     """Reads and writes progress records; every write re-applies the TTL and, given a channel,
-    is published on it too (the web processes' ProgressFeed listens there)."""
+    is published on it too (the web processes' feeds.ProgressFeed listens there)."""
 
     def __init__(self, redis_client, ttl: int = DEFAULT_TTL, channel: str | None = None):
         self.redis = redis_client

@@ -72,7 +72,8 @@ def app(tmp_path, database_url, redis_client):
             "CELERY_BROKER_URL": "memory://",
             "PIPELINE_STAGE_SECONDS": 0,
             "MAX_UPLOAD_BYTES": 50 * 1024 * 1024,
-            "PROGRESS_FEED_MAX_AGE": 0,  # tests/test_progress_feed.py covers the feed
+            "PROGRESS_FEED_MAX_AGE": 0,  # tests/test_feeds.py covers the feeds
+            "RECORDING_FEED_MAX_AGE": 0,
         }
     )
     bind_redis(app, redis_client)

@@ -13,9 +13,9 @@ from ..storage import DataLayout, is_valid_recording_id
 bp = Blueprint("recordings", __name__)
 
 
-def get_recording_or_404(rid: str) -> dict:
+def get_recording_or_404(rid: str, load=get_recording) -> dict:
     """The recording's data; aborts with 404 for a malformed or unknown id."""
-    recording = get_recording(rid) if is_valid_recording_id(rid) else None
+    recording = load(rid) if is_valid_recording_id(rid) else None
     if recording is None:
         abort(404, description=f"Unknown recording '{rid}'")
     return recording
@@ -49,8 +49,11 @@ def list_recordings():
 
 @bp.get("/api/recordings/<rid>")
 def show_recording(rid: str):
-    """One recording with its per-stage states."""
-    return jsonify(get_recording_or_404(rid))
+    """One recording with its per-stage states (polled by its page: see feeds.RecordingFeed)."""
+    feed = current_app.extensions.get("recording_feed")
+    if feed is None:
+        return jsonify(get_recording_or_404(rid))
+    return jsonify(get_recording_or_404(rid, lambda r: feed.get(r, get_recording)))
 
 
 @bp.get("/download/<rid>")

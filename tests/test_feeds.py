@@ -9,10 +9,15 @@ import uuid
 import fakeredis
 import pytest
 import redis
+from sqlalchemy import select
 
+from signpipe import catalog, changes, jobs
+from signpipe.db import db
 from signpipe.extensions import bind_redis
+from signpipe.feeds import ProgressFeed
+from signpipe.models import Attempt, Recording
 from signpipe.progress import ProgressStore, new_progress
-from signpipe.progress_feed import ProgressFeed
+from signpipe.web import recordings as routes
 
 CHANNEL = "test:extraction-progress"
 
@@ -134,5 +139,61 @@ def test_the_progress_route_answers_from_the_feed_when_it_is_on(app, client, red
         wait_for(lambda: feed.live)
         store.set(job, new_progress(job, "extracting", percent=64.0))
         wait_for(lambda: client.get(f"/extract_status/{job}").get_json()["percent"] == 64.0)
+    finally:
+        feed.stop()
+
+
+@pytest.fixture
+def announced():
+    """What committed transactions announce, in order (the app's own publisher is put back)."""
+    seen: list[set[str]] = []
+    previous = changes._publish
+    changes.bind_publisher(lambda ids: seen.append(set(ids)))
+    yield seen
+    changes.bind_publisher(previous)
+
+
+def test_commits_announce_the_recordings_they_changed_and_rollbacks_nothing(app, announced):
+    with db.transaction() as session:
+        session.add(Recording(id="REC_A", status="queued"))
+    assert announced == [{"REC_A"}]
+    number = jobs.queue_attempt("REC_A", "test", ("queued",))
+    assert announced[-1] == {"REC_A"}
+    token = db.session().scalar(select(Attempt.token).where(Attempt.number == number))
+    announced.clear()
+    jobs.heartbeat(token)  # an UPDATE whose WHERE matches nothing (not running): nothing changed
+    assert announced == []
+    jobs.record_process_group(token, 4242)  # an UPDATE: the ids come from its WHERE clause
+    assert announced == [{"REC_A"}]
+    announced.clear()
+    with pytest.raises(RuntimeError), db.transaction() as session:
+        session.get(Recording, "REC_A").status = "failed"
+        session.flush()
+        raise RuntimeError("rolled back")
+    assert announced == []
+
+
+def test_the_recording_poll_is_answered_from_memory_until_a_commit_changes_it(
+    app, client, redis_client, monkeypatch
+):
+    app.config["RECORDING_FEED_MAX_AGE"] = 10
+    bind_redis(app, redis_client)
+    feed = app.extensions["recording_feed"]
+    reads = []
+    monkeypatch.setattr(routes, "get_recording", lambda rid: reads.append(rid) or catalog.get_recording(rid))
+    try:
+        with db.transaction() as session:
+            session.add(Recording(id="REC_B", status="queued"))
+        assert client.get("/api/recordings/REC_B").get_json()["status"] == "queued"
+        wait_for(lambda: feed.live)
+        client.get("/api/recordings/REC_B")  # held from here on (read now, or held already)
+        before = len(reads)
+        for _ in range(20):
+            assert client.get("/api/recordings/REC_B").get_json()["status"] == "queued"
+        assert len(reads) == before
+        with db.transaction() as session:
+            session.get(Recording, "REC_B").status = "processing"
+        wait_for(lambda: client.get("/api/recordings/REC_B").get_json()["status"] == "processing")
+        assert client.get("/api/recordings/NOPE").status_code == 404
     finally:
         feed.stop()
