@@ -14,8 +14,9 @@ Then runs `wrk --latency` on three routes, in rotating order, --runs times each:
 * `/extract_status/<job>`: the uploader's poll (every 300 ms per browser), answered from the
   progress records the web process receives (a Redis GET when it has none younger than
   PROGRESS_FEED_MAX_AGE, 5 s: nothing writes this job's key during the run, as while a job waits);
-* `/api/recordings/<id>`: the recording page's poll: one joined read of the recording and its
-  attempts.
+* `/api/recordings/<id>`: the recording page's poll, answered from the recordings the web process
+  served, until a commit announces a change (one joined read of the recording and its attempts
+  when it holds none younger than RECORDING_FEED_MAX_AGE, 10 s).
 
 Target: each polled route serves >= 0.8x the baseline's requests/s; p99 latency reported. Medians
 over the runs. wrk and Gunicorn share the machine's CPUs, as a load balancer's clients would not;
@@ -56,7 +57,7 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 # Not re-measured by a run of this script: found by profiling (cProfile, and time.process_time over
 # 5 x 2000 requests driven straight through the WSGI app), so it carries its own date and setup.
 WHERE_THE_TIME_GOES = """
-### Where the time went, what was fixed, and the plan for what is left
+### Where the time went, what was fixed, and what is left
 
 Profiled on 2026-12-04 on this machine: CPU time of the web process per request, the WSGI app
 called directly (no HTTP), medians of 5 × 2000 requests; then wrk as above.
@@ -68,27 +69,24 @@ called directly (no HTTP), medians of 5 × 2000 requests; then wrk as above.
   hiredis) plus Redis's own CPU, and under load the thread, once its reply is in, waits for the
   GIL behind its worker's 7 other threads: 0.61× /livez under wrk. **Fixed**: the progress store
   publishes every record it writes and each web process answers polls from what it received
-  (`signpipe/progress_feed.py`): now at /livez's rate.
+  (`signpipe/feeds.py`): now at /livez's rate.
 - `/api/recordings/<id>` on SQLite spent most of its 0.56 ms building two ORM statements and
-  their cache keys per request. **Fixed**: one joined statement built once, on a plain
-  connection: 0.1 ms for the query, about 0.3 ms for the request; 0.6–0.7× /livez under wrk
-  (was about 0.25×). What is left is the query itself and, as above, the GIL wait after it.
-- `/api/recordings/<id>` on PostgreSQL: 1.3 ms before, 0.7–0.9 ms now. A bare psycopg `SELECT 1`
-  costs 0.05–0.08 ms of client CPU; through SQLAlchemy's pool (checkout, the pre-ping's own round
-  trip, reset on return) a one-statement read costs 0.2–0.3 ms before the query runs, and the
-  PostgreSQL backend's CPU shares the same 2 cores with wrk and Gunicorn: about 0.26×.
+  their cache keys per request: now one joined statement built once, on a plain connection
+  (0.1 ms for the query, about 0.3 ms for the request), which still left it at 0.2–0.65× /livez
+  under wrk: the query itself and, as above, the GIL wait after it. On PostgreSQL it was 1.3 ms,
+  then 0.7–0.9 ms: through SQLAlchemy's pool (checkout, the pre-ping's own round trip, reset on
+  return) a one-statement read costs 0.2–0.3 ms of client CPU before the query runs, against
+  0.05–0.08 ms for a bare psycopg `SELECT 1`, and the backend's CPU shares the same 2 cores.
+  **Fixed** the same way as progress: every commit that changes a recording or its attempts
+  announces the recording's id (`signpipe/changes.py`, SQLAlchemy session events), and each web
+  process answers the poll from what it served last until such an announcement, a dropped
+  subscription or RECORDING_FEED_MAX_AGE (10 s) without news.
 
-Plan for the recording poll (the page polls it every few seconds per open recording, against
-3 polls a second per uploader for the progress):
-
-1. Answer it from memory the way progress polls are answered: every session commit that
-   touched a recording or its attempts publishes the recording ids (collected by SQLAlchemy
-   session events: flushed objects, and the WHERE clause of ORM UPDATEs, which the event can
-   run as a SELECT of ids first), and each web process keeps the recordings it served until a
-   message names them, its subscription drops, or a maximum age passes.
-2. Drop the per-checkout pre-ping on the web processes only, handling a dropped PostgreSQL
-   connection optimistically (SQLAlchemy invalidates the pool on the first disconnect error;
-   a read is retried once): one round trip less per database read.
+What is left: the first poll of a recording in each web process, and the first after each
+change, still read the database (0.3 ms SQLite, 0.7–0.9 ms PostgreSQL): a recording that changes
+more often than it is polled is read every time (with real stage times, a few changes an hour). The next step there would be to drop the per-checkout
+pre-ping on the web processes only, handling a dropped PostgreSQL connection optimistically
+(SQLAlchemy invalidates the pool on the first disconnect error; a read is retried once).
 """
 
 
