@@ -84,9 +84,10 @@ called directly (no HTTP), medians of 5 × 2000 requests; then wrk as above.
 
 What is left: the first poll of a recording in each web process, and the first after each
 change, still read the database (0.3 ms SQLite, 0.7–0.9 ms PostgreSQL): a recording that changes
-more often than it is polled is read every time (with real stage times, a few changes an hour). The next step there would be to drop the per-checkout
-pre-ping on the web processes only, handling a dropped PostgreSQL connection optimistically
-(SQLAlchemy invalidates the pool on the first disconnect error; a read is retried once).
+more often than it is polled is read every time (with real stage times, a few changes an hour).
+The next step there would be to drop the per-checkout pre-ping on the web processes only,
+handling a dropped PostgreSQL connection optimistically (SQLAlchemy invalidates the pool on the
+first disconnect error; a read is retried once).
 """
 
 
@@ -258,7 +259,7 @@ def main() -> int:
                     f"Polling {name} under wrk, {info['database']} (p99 {p99:.0f} ms)",
                     f"/livez: {base:.0f} req/s",
                     f"{rps:.0f} req/s",
-                    f"{ratio:.2f}",
+                    f"{ratio:.3f}",
                     f"≥ {TARGET_RATIO}",
                     ok,
                 )
