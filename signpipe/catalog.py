@@ -77,9 +77,6 @@ class CountsCache:
         self._entry = (db.engine, now, counts)
         return counts
 
-    def forget(self) -> None:
-        self._entry = None
-
 
 status_counts = CountsCache()
 
